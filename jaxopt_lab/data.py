@@ -1,0 +1,79 @@
+"""The two-moons data, and the order in which each epoch visits its columns.
+
+Examples are columns: X has shape (n_features, m), Y has shape (1, m), as in the course.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import sklearn.datasets
+
+COURSE_SEED = 3  # the course seeds NumPy's global generator with 3 before make_moons
+COURSE_SHUFFLE_SEED = 11  # epoch i is shuffled after np.random.seed(11 + i)
+
+
+def make_moons(n_samples: int = 300, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two interleaved half-moons, examples as columns.
+
+    Args:
+      n_samples: number of points m.
+      noise: standard deviation of the Gaussian noise added to each point.
+      seed: NumPy seed for scikit-learn's generator.
+
+    Returns:
+      ``(X, Y)`` with X of shape (2, m), float64, and Y of shape (1, m) holding 0/1 labels.
+    """
+    x, y = sklearn.datasets.make_moons(
+        n_samples=n_samples, noise=noise, random_state=np.random.RandomState(seed)
+    )
+    return x.T, y.reshape(1, -1).astype(np.float64)
+
+
+def load_moons() -> tuple[np.ndarray, np.ndarray]:
+    """The course's training set: 300 points, noise 0.2, NumPy seed 3.
+
+    ``RandomState(3)`` draws the same stream as the course's ``np.random.seed(3)`` followed by
+    ``make_moons`` on the global generator, without touching the caller's global NumPy state.
+    """
+    return make_moons(n_samples=300, noise=0.2, seed=COURSE_SEED)
+
+
+@functools.lru_cache(maxsize=8)
+def _course_permutation_block(m: int, first_epoch: int, num_epochs: int) -> np.ndarray:
+    block = np.empty((num_epochs, m), dtype=np.int32)
+    rng = np.random.RandomState()  # re-seeding one generator is 15x cheaper than building one
+    for i in range(num_epochs):
+        rng.seed(COURSE_SHUFFLE_SEED + first_epoch + i)
+        block[i] = rng.permutation(m)
+    block.setflags(write=False)
+    return block
+
+
+def course_permutations(m: int, first_epoch: int, num_epochs: int) -> np.ndarray:
+    """The course's column orders for epochs ``first_epoch .. first_epoch + num_epochs - 1``.
+
+    Epoch i uses ``np.random.seed(11 + i); np.random.permutation(m)``. Blocks are cached (read-only)
+    because a NumPy seed costs microseconds per epoch and repeated runs reuse the same orders.
+
+    Returns:
+      int32 array of shape (num_epochs, m); row i is a permutation of ``range(m)``.
+    """
+    return _course_permutation_block(int(m), int(first_epoch), int(num_epochs))
+
+
+def epoch_permutation(key: jax.Array, epoch: jax.Array | int, m: int) -> jax.Array:
+    """JAX-mode column order of one epoch: a pure function of ``(key, epoch)``.
+
+    Folding the epoch into the key (instead of splitting a key carried through the loop) lets a run
+    be cut into chunks, resumed, or vmapped over seeds and still draw the same bits.
+    """
+    return jax.random.permutation(jax.random.fold_in(key, epoch), m)
+
+
+def batch_sizes(m: int, mini_batch_size: int) -> list[int]:
+    """Sizes of an epoch's mini-batches: full batches, then the remainder (300, 64 -> 64*4, 44)."""
+    full, rest = divmod(m, mini_batch_size)
+    return [mini_batch_size] * full + ([rest] if rest else [])

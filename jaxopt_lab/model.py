@@ -1,0 +1,98 @@
+"""The course's network as pure functions: LINEAR->ReLU hidden layers, one sigmoid unit out.
+
+Params are a dict ``{"W1", "b1", ..., "WL", "bL"}`` with ``W_l`` of shape (n_l, n_{l-1}) and ``b_l``
+of shape (n_l, 1); examples are columns. Gradients come from ``jax.grad`` of :func:`loss`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, jax.Array]
+
+COURSE_INIT_SEED = 3  # the course's initialize_parameters calls np.random.seed(3)
+
+
+def _course_he_init(layers_dims: list[int]) -> dict[str, np.ndarray]:
+    rng = np.random.RandomState(COURSE_INIT_SEED)
+    params = {}
+    for l in range(1, len(layers_dims)):
+        fan_in = layers_dims[l - 1]
+        params[f"W{l}"] = rng.randn(layers_dims[l], fan_in) * np.sqrt(2 / fan_in)
+        params[f"b{l}"] = np.zeros((layers_dims[l], 1))
+    return params
+
+
+def init_params_from_key(key: jax.Array, layers_dims: list[int], dtype=None) -> Params:
+    """He initialisation from a JAX key (traceable, so it can be vmapped over keys)."""
+    dtype = dtype or jnp.result_type(float)
+    params = {}
+    keys = jax.random.split(key, len(layers_dims) - 1)
+    for l in range(1, len(layers_dims)):
+        fan_in = layers_dims[l - 1]
+        w = jax.random.normal(keys[l - 1], (layers_dims[l], fan_in), dtype)
+        params[f"W{l}"] = w * jnp.sqrt(jnp.asarray(2 / fan_in, dtype))
+        params[f"b{l}"] = jnp.zeros((layers_dims[l], 1), dtype)
+    return params
+
+
+def init_key(seed: int) -> jax.Array:
+    """The key that seed mode initialises parameters from (the shuffle key is its sibling)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 0)
+
+
+def init_params(layers_dims: list[int], seed: int | None = None) -> Params:
+    """He-initialised weights, zero biases.
+
+    Args:
+      layers_dims: layer widths, input first, e.g. ``[2, 5, 2, 1]``.
+      seed: ``None`` for the course's draw (``np.random.seed(3)``, ``randn(n_l, n_{l-1}) *
+        sqrt(2 / n_{l-1})`` layer by layer); an int for a ``jax.random`` draw from that seed.
+
+    Returns:
+      The params dict in the default float dtype (float64 under ``JAX_ENABLE_X64``).
+    """
+    if seed is None:
+        dtype = jnp.result_type(float)
+        return {k: jnp.asarray(v, dtype) for k, v in _course_he_init(list(layers_dims)).items()}
+    return init_params_from_key(init_key(seed), list(layers_dims))
+
+
+def num_layers(params: Params) -> int:
+    return len(params) // 2
+
+
+def forward(params: Params, X: jax.Array) -> jax.Array:
+    """Logits of the output unit, shape (1, m): ReLU on every hidden layer, no sigmoid at the end."""
+    a = X
+    L = num_layers(params)
+    for l in range(1, L):
+        a = jax.nn.relu(params[f"W{l}"] @ a + params[f"b{l}"])
+    return params[f"W{L}"] @ a + params[f"b{L}"]
+
+
+def cross_entropy(logits: jax.Array, Y: jax.Array) -> jax.Array:
+    """Per-example binary cross-entropy of sigmoid(logits) against 0/1 labels.
+
+    Written as ``softplus(z) - y z`` (the log-sigmoid form) instead of ``-y log(a) - (1-y) log(1-a)``:
+    equal in exact arithmetic, but finite for any finite logit, where ``log(sigmoid(1e4))`` overflows.
+    Its derivative in z is ``sigmoid(z) - y``, the course's ``dZ_L``.
+    """
+    return jax.nn.softplus(logits) - Y * logits
+
+
+def loss(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
+    """Mean binary cross-entropy over the columns of X; ``jax.grad`` of it is the course's gradient."""
+    return jnp.mean(cross_entropy(forward(params, X), Y))
+
+
+def predict(params: Params, X: jax.Array) -> jax.Array:
+    """0/1 predictions, shape (1, m): 1 where sigmoid(logit) > 0.5, i.e. where the logit is > 0."""
+    return (forward(params, X) > 0).astype(jnp.int32)
+
+
+def accuracy(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
+    """Fraction of columns whose prediction equals the label."""
+    return jnp.mean(predict(params, X) == Y)

@@ -1,0 +1,285 @@
+"""Hand-rolled gradient descent, momentum, RMSprop and Adam as Optax gradient transformations.
+
+Each optimizer is a short chain of primitives: a ``scale_by_*`` transformation that turns gradients
+into a direction, then :func:`scale_by_learning_rate`, the one place where the learning rate (a float
+or a schedule ``step -> lr``) is applied and its sign flipped. Only ``jax`` is used for the maths;
+``optax`` provides nothing but the :class:`optax.GradientTransformation` type.
+
+The ``init``/``update`` functions are :class:`jax.tree_util.Partial` objects rather than nested
+closures, so hyperparameters are pytree *leaves*: ``jax.jit`` traces them (a new learning rate reuses
+the compiled program) and ``jax.vmap`` can batch them (a sweep is one program).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.tree_util import Partial
+
+Schedule = Callable[[jax.Array], jax.Array]
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# Primitives
+# ---------------------------------------------------------------------------------------------
+
+
+class ScaleByLearningRateState(NamedTuple):
+    count: jax.Array  # shape=(), int32: updates applied so far (the schedule's step)
+
+
+def _lr_init(params):
+    del params
+    return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
+
+
+def _lr_update(learning_rate, updates, state, params=None):
+    del params
+    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
+    return updates, ScaleByLearningRateState(count=state.count + 1)
+
+
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+    """Multiply updates by ``-learning_rate``, or by ``-learning_rate(step)`` for a schedule.
+
+    The step passed to a schedule counts the updates made before this one: 0 at the first update.
+    """
+    return optax.GradientTransformation(Partial(_lr_init), Partial(_lr_update, learning_rate))
+
+
+class ScaleByMomentumState(NamedTuple):
+    velocity: Any  # same tree, shapes and dtypes as params: EMA of the gradients
+
+
+def _zeros_like_tree(params):
+    return jax.tree.map(jnp.zeros_like, params)
+
+
+def _momentum_init(params):
+    return ScaleByMomentumState(velocity=_zeros_like_tree(params))
+
+
+def _momentum_update(beta, updates, state, params=None):
+    del params
+    velocity = jax.tree.map(lambda v, g: beta * v + (1 - beta) * g, state.velocity, updates)
+    return velocity, ScaleByMomentumState(velocity=velocity)
+
+
+def scale_by_momentum(beta: float = 0.9) -> optax.GradientTransformation:
+    """Exponential moving average of the gradients: ``v = beta v + (1 - beta) g``; returns v.
+
+    Note: this is the course's EMA momentum. Optax's ``sgd(momentum=beta)`` is heavy-ball
+    (``v = beta v + g``), which is the same direction scaled by ``1 / (1 - beta)`` only at steady state.
+    """
+    return optax.GradientTransformation(Partial(_momentum_init), Partial(_momentum_update, beta))
+
+
+class ScaleByRMSState(NamedTuple):
+    nu: Any  # same tree, shapes and dtypes as params: EMA of the squared gradients
+
+
+def _rms_init(params):
+    return ScaleByRMSState(nu=_zeros_like_tree(params))
+
+
+def _rms_update(decay, eps, updates, state, params=None):
+    del params
+    nu = jax.tree.map(lambda s, g: decay * s + (1 - decay) * g**2, state.nu, updates)
+    updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, nu)
+    return updates, ScaleByRMSState(nu=nu)
+
+
+def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> optax.GradientTransformation:
+    """RMS scaling: ``s = decay s + (1 - decay) g^2``; returns ``g / (sqrt(s) + eps)``.
+
+    Note: eps is *outside* the square root, as in the course. Optax's ``scale_by_rms`` defaults to
+    ``eps_in_sqrt=True``; its twin here passes ``eps_in_sqrt=False``.
+    """
+    return optax.GradientTransformation(Partial(_rms_init), Partial(_rms_update, decay, eps))
+
+
+class ScaleByAdamState(NamedTuple):
+    count: jax.Array  # shape=(), int32: updates applied so far
+    mu: Any  # same tree, shapes and dtypes as params: EMA of the gradients
+    nu: Any  # same tree, shapes and dtypes as params: EMA of the squared gradients
+
+
+def _adam_init(params):
+    zeros = _zeros_like_tree(params)
+    return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+
+
+def _adam_update(b1, b2, eps, updates, state, params=None):
+    del params
+    count = state.count + 1
+    mu = jax.tree.map(lambda v, g: b1 * v + (1 - b1) * g, state.mu, updates)
+    nu = jax.tree.map(lambda s, g: b2 * s + (1 - b2) * g**2, state.nu, updates)
+
+    def direction(m, v):
+        # The step t as a float of the moment's own dtype: an int32 t would send b ** t through a
+        # mixed-type power and, under x64, promote the bias corrections away from the moment dtype.
+        t = count.astype(m.dtype)
+        m_hat = m / (1 - jnp.asarray(b1, m.dtype) ** t)
+        v_hat = v / (1 - jnp.asarray(b2, m.dtype) ** t)
+        return m_hat / (jnp.sqrt(v_hat) + eps)
+
+    return jax.tree.map(direction, mu, nu), ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam's direction: bias-corrected first moment over bias-corrected RMS.
+
+    With t = 1 at the first update::
+
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        direction = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+    eps is outside the square root (Optax's ``eps``, not ``eps_root``).
+    """
+    return optax.GradientTransformation(Partial(_adam_init), Partial(_adam_update, b1, b2, eps))
+
+
+def _identity_init(params):
+    del params
+    return ()
+
+
+def _identity_update(updates, state, params=None):
+    del params
+    return updates, state
+
+
+def identity() -> optax.GradientTransformation:
+    """Pass gradients through unchanged (the direction of plain gradient descent)."""
+    return optax.GradientTransformation(Partial(_identity_init), Partial(_identity_update))
+
+
+def _chain_init(inits, params):
+    return tuple(init(params) for init in inits)
+
+
+def _chain_update(updates_fns, updates, state, params=None):
+    new_state = []
+    for update, s in zip(updates_fns, state):
+        updates, s = update(updates, s, params)
+        new_state.append(s)
+    return updates, tuple(new_state)
+
+
+def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformation:
+    """Apply transformations in order; the state is the tuple of their states."""
+    inits = tuple(t.init for t in transforms)
+    updates = tuple(t.update for t in transforms)
+    return optax.GradientTransformation(Partial(_chain_init, inits), Partial(_chain_update, updates))
+
+
+# ---------------------------------------------------------------------------------------------
+# The four optimizers of the lesson
+# ---------------------------------------------------------------------------------------------
+
+
+def gd(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+    """(Mini-batch) gradient descent: ``p -= lr g``.
+
+    Args:
+      learning_rate: a float, or a schedule ``step -> lr`` (step 0 at the first update).
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = gd(0.1)
+      >>> state = opt.init({"w": jnp.ones(2)})
+      >>> updates, state = opt.update({"w": jnp.ones(2)}, state)
+      >>> updates["w"].tolist()
+      [-0.10000000149011612, -0.10000000149011612]
+    """
+    return chain(identity(), scale_by_learning_rate(learning_rate))
+
+
+def momentum(learning_rate: ScalarOrSchedule, beta: float = 0.9) -> optax.GradientTransformation:
+    """Gradient descent with EMA momentum: ``v = beta v + (1 - beta) g;  p -= lr v``.
+
+    Args:
+      learning_rate: a float, or a schedule ``step -> lr``.
+      beta: momentum decay in [0, 1); 0 is plain gradient descent.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state holds the velocity.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = momentum(1.0, beta=0.9)
+      >>> state = opt.init(jnp.zeros(1))
+      >>> updates, state = opt.update(jnp.ones(1), state)
+      >>> round(float(updates[0]), 6)   # -(1 - 0.9) * 1
+      -0.1
+    """
+    return chain(scale_by_momentum(beta), scale_by_learning_rate(learning_rate))
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule, decay: float = 0.9, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """RMSprop: ``s = decay s + (1 - decay) g^2;  p -= lr g / (sqrt(s) + eps)``.
+
+    Args:
+      learning_rate: a float, or a schedule ``step -> lr``.
+      decay: decay of the squared-gradient average, in [0, 1).
+      eps: added to ``sqrt(s)`` (outside the root) to keep the division finite.
+
+    Returns:
+      An ``optax.GradientTransformation``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = rmsprop(0.01, decay=0.9, eps=0.0)
+      >>> state = opt.init(jnp.zeros(1))
+      >>> updates, state = opt.update(jnp.full(1, 2.0), state)
+      >>> round(float(updates[0]), 6)   # -0.01 * 2 / sqrt(0.1 * 4)
+      -0.031623
+    """
+    return chain(scale_by_rms(decay, eps), scale_by_learning_rate(learning_rate))
+
+
+def adam(
+    learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
+    """Adam with bias correction, eps outside the square root.
+
+    ``m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;  p -= lr (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps)``
+    with t = 1 at the first update.
+
+    Args:
+      learning_rate: a float, or a schedule ``step -> lr``.
+      b1: decay of the first moment, in [0, 1).
+      b2: decay of the second moment, in [0, 1).
+      eps: added to the root of the corrected second moment.
+
+    Returns:
+      An ``optax.GradientTransformation``; equal to ``optax.adam`` with the same arguments.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> opt = adam(0.1)
+      >>> state = opt.init(jnp.zeros(1))
+      >>> updates, state = opt.update(jnp.full(1, 3.0), state)
+      >>> round(float(updates[0]), 6)   # the first Adam step is -lr * g / |g|
+      -0.1
+    """
+    return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+
+
+OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {
+    "gd": gd,
+    "momentum": momentum,
+    "rmsprop": rmsprop,
+    "adam": adam,
+}

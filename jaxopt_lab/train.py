@@ -1,0 +1,288 @@
+"""The fused training program: every epoch and mini-batch of a run inside one jitted XLA loop.
+
+``fit`` runs the epochs in chunks of ``chunk_epochs``; each chunk is one call of the same compiled
+program (a ``fori_loop`` over epochs, the mini-batches of an epoch unrolled inside it). Between chunks
+the host only looks at the chunk's costs (divergence), advances a progress bar and may save a
+checkpoint, so none of that costs the inner loop a host sync.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxopt_lab import data, model
+
+DEFAULT_CHUNK_EPOCHS = 1000
+UNROLL_BATCHES_UP_TO = 16  # epochs with more full mini-batches loop over them instead of unrolling
+
+
+class DivergenceError(FloatingPointError):
+    """The reported cost became NaN or infinite; ``epoch`` is the first epoch where it did."""
+
+    def __init__(self, epoch: int, state: TrainState | None = None):
+        super().__init__(f"training diverged at epoch {epoch}: the cost is not finite")
+        self.epoch = epoch
+        self.state = state
+
+
+class TrainState(NamedTuple):
+    """Everything a run needs to continue: the randomness position is the epoch itself."""
+
+    params: model.Params
+    opt_state: Any
+    epoch: int  # epochs completed
+    costs: np.ndarray  # shape=(epoch,), the reported cost of each completed epoch
+
+
+@dataclasses.dataclass
+class FitResult:
+    params: model.Params
+    costs: np.ndarray  # shape=(num_epochs,): the course's cost_avg of every epoch
+    opt_state: Any
+    compile_seconds: float
+    run_seconds: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Compile-time accounting: JAX reports tracing, lowering and backend compilation as events.
+# ---------------------------------------------------------------------------------------------
+
+_COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+
+
+class _CompileClock:
+    def __init__(self):
+        self.seconds = 0.0
+        self.backend_compiles = 0
+
+    def record(self, event: str, duration: float, **kwargs) -> None:
+        del kwargs
+        if event in _COMPILE_EVENTS:
+            self.seconds += duration
+        if event == _COMPILE_EVENTS[-1]:
+            self.backend_compiles += 1
+
+
+compile_clock = _CompileClock()
+jax.monitoring.register_event_duration_secs_listener(compile_clock.record)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers through jit: numbers are traced, everything else (functions) is static.
+# ---------------------------------------------------------------------------------------------
+
+
+def _is_number(leaf) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, bool))
+
+
+class _StaticPart(NamedTuple):
+    treedef: Any
+    others: tuple  # (index, leaf) of every leaf that is not a number, e.g. an Optax closure
+
+
+def split_optimizer(optimizer: optax.GradientTransformation) -> tuple[list, _StaticPart]:
+    """Split an optimizer into traced numbers and a hashable static remainder.
+
+    The hand-rolled optimizers keep their hyperparameters as pytree leaves, so they come out as
+    numbers and a new learning rate reuses the compiled program. Closure-based optimizers (Optax's)
+    come out whole in the static part and compile once per instance.
+    """
+    leaves, treedef = jax.tree.flatten(optimizer)
+    numbers = [leaf for leaf in leaves if _is_number(leaf)]
+    others = tuple((i, leaf) for i, leaf in enumerate(leaves) if not _is_number(leaf))
+    return numbers, _StaticPart(treedef, others)
+
+
+def join_optimizer(numbers: list, static: _StaticPart) -> optax.GradientTransformation:
+    numbers = iter(numbers)
+    others = dict(static.others)
+    n = static.treedef.num_leaves
+    leaves = [others[i] if i in others else next(numbers) for i in range(n)]
+    return jax.tree.unflatten(static.treedef, leaves)
+
+
+# ---------------------------------------------------------------------------------------------
+# One epoch, one chunk
+# ---------------------------------------------------------------------------------------------
+
+
+def _batch_objective(params, xb, yb):
+    per_example = model.cross_entropy(model.forward(params, xb), yb)
+    return jnp.mean(per_example), jnp.sum(per_example)
+
+
+def _batch_step(optimizer, params, opt_state, xb, yb):
+    (_, total), grads = jax.value_and_grad(_batch_objective, has_aux=True)(params, xb, yb)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, total
+
+
+def epoch_step(optimizer, params, opt_state, XY, perm, mini_batch_size: int):
+    """One epoch over the columns of ``XY`` (features stacked over the label row) in ``perm`` order.
+
+    Shapes are static: the full mini-batches are slices of the shuffled data, the remainder is one
+    smaller static slice, so no padding is computed and no batch ever recompiles. Each batch's cost
+    is measured with the parameters before its update, as the course does.
+
+    Returns:
+      ``(params, opt_state, cost)`` with cost the summed cross-entropy of the epoch over m.
+    """
+    n_rows, m = XY.shape
+    shuffled = XY[:, perm]
+    full, rest = divmod(m, mini_batch_size)
+
+    def step(carry, batch):
+        params, opt_state = carry
+        params, opt_state, total = _batch_step(optimizer, params, opt_state, batch[:-1], batch[-1:])
+        return (params, opt_state), total
+
+    carry = (params, opt_state)
+    total = jnp.zeros((), XY.dtype)
+    if 0 < full <= UNROLL_BATCHES_UP_TO:
+        for b in range(full):
+            carry, t = step(carry, shuffled[:, b * mini_batch_size : (b + 1) * mini_batch_size])
+            total = total + t
+    elif full:
+        batches = shuffled[:, : full * mini_batch_size].reshape(n_rows, full, mini_batch_size)
+        carry, totals = jax.lax.scan(step, carry, batches.transpose(1, 0, 2))
+        total = jnp.sum(totals)
+    if rest:
+        carry, t = step(carry, shuffled[:, full * mini_batch_size :])
+        total = total + t
+    params, opt_state = carry
+    return params, opt_state, total / m
+
+
+@functools.partial(jax.jit, static_argnames=("static", "mini_batch_size", "length"))
+def _run_chunk(
+    params, opt_state, numbers, XY, perms, key, first_epoch, n_epochs, *, static, mini_batch_size, length
+):
+    """Run ``n_epochs`` (traced, <= ``length``) epochs from ``first_epoch``; costs padded to length.
+
+    ``perms`` (course mode) holds the chunk's column orders; in seed mode it is None and each epoch's
+    order is drawn from ``key`` folded with the epoch number.
+    """
+    optimizer = join_optimizer(numbers, static)
+    m = XY.shape[1]
+
+    def body(i, carry):
+        params, opt_state, costs = carry
+        if perms is None:
+            perm = data.epoch_permutation(key, first_epoch + i, m)
+        else:
+            perm = perms[i]
+        params, opt_state, cost = epoch_step(optimizer, params, opt_state, XY, perm, mini_batch_size)
+        return params, opt_state, costs.at[i].set(cost)
+
+    costs = jnp.full((length,), jnp.nan, XY.dtype)
+    return jax.lax.fori_loop(0, n_epochs, body, (params, opt_state, costs))
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------------
+
+
+def shuffle_key(seed: int) -> jax.Array:
+    """Seed mode's shuffling key; parameters come from its sibling :func:`model.init_key`."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+
+
+def init_state(
+    layers_dims: list[int], optimizer: optax.GradientTransformation, seed: int | None = None
+) -> TrainState:
+    params = model.init_params(layers_dims, seed)
+    return TrainState(params, optimizer.init(params), 0, np.zeros((0,)))
+
+
+ChunkCallback = Callable[[TrainState], None]
+
+
+def fit(
+    X,
+    Y,
+    layers_dims: list[int],
+    optimizer: optax.GradientTransformation,
+    *,
+    num_epochs: int = 5000,
+    mini_batch_size: int = 64,
+    seed: int | None = None,
+    chunk_epochs: int | None = None,
+    state: TrainState | None = None,
+    on_chunk: ChunkCallback | None = None,
+) -> FitResult:
+    """Train the network with mini-batches, every epoch inside one compiled XLA loop.
+
+    Args:
+      X: features, shape (n_x, m), examples as columns.
+      Y: 0/1 labels, shape (1, m).
+      layers_dims: layer widths, ``layers_dims[0] == n_x`` and ``layers_dims[-1] == 1``.
+      optimizer: an ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)``.
+      num_epochs: total epochs of the run (a resumed run counts the epochs already done).
+      mini_batch_size: columns per mini-batch; the last batch of an epoch holds the remainder.
+      seed: ``None`` for the course's randomness (NumPy seeds), an int for JAX randomness.
+      chunk_epochs: epochs per compiled call (default 1000): the granularity of progress,
+        divergence checks and checkpoints. Results do not depend on it.
+      state: a :class:`TrainState` to continue from (see ``on_chunk``); default: a fresh start.
+      on_chunk: called with the :class:`TrainState` after every chunk, e.g. to save a checkpoint.
+
+    Returns:
+      A :class:`FitResult` with the final ``params``, ``costs`` (one per epoch) and timings.
+
+    Raises:
+      DivergenceError: at the end of the first chunk whose costs are not all finite.
+    """
+    clock_start, wall_start = compile_clock.seconds, time.perf_counter()
+    dtype = jnp.result_type(float)
+    XY = jnp.concatenate([jnp.asarray(X, dtype), jnp.asarray(Y, dtype)], axis=0)
+    m = XY.shape[1]
+    if state is None:
+        state = init_state(layers_dims, optimizer, seed)
+    chunk = min(chunk_epochs or DEFAULT_CHUNK_EPOCHS, num_epochs)
+    numbers, static = split_optimizer(optimizer)
+    key = shuffle_key(seed) if seed is not None else None
+
+    params, opt_state, epoch = state.params, state.opt_state, state.epoch
+    cost_chunks = [np.asarray(state.costs)]
+    while epoch < num_epochs:
+        n = min(chunk, num_epochs - epoch)
+        perms = None if seed is not None else data.course_permutations(m, epoch, n)
+        if perms is not None and n < chunk:
+            perms = np.concatenate([perms, np.zeros((chunk - n, m), np.int32)])
+        params, opt_state, costs = _run_chunk(
+            params, opt_state, numbers, XY, perms, key, epoch, n,
+            static=static, mini_batch_size=mini_batch_size, length=chunk,
+        )  # fmt: skip
+        costs = np.asarray(costs[:n])
+        cost_chunks.append(costs)
+        epoch += n
+        state = TrainState(params, opt_state, epoch, np.concatenate(cost_chunks))
+        bad = np.flatnonzero(~np.isfinite(costs))
+        if bad.size:
+            raise DivergenceError(epoch - n + int(bad[0]), state)
+        if on_chunk is not None:
+            on_chunk(state)
+
+    jax.block_until_ready(params)
+    compile_seconds = compile_clock.seconds - clock_start
+    return FitResult(
+        params=params,
+        costs=np.concatenate(cost_chunks),
+        opt_state=opt_state,
+        compile_seconds=compile_seconds,
+        run_seconds=time.perf_counter() - wall_start - compile_seconds,
+    )
