@@ -64,6 +64,11 @@ def course_permutations(m: int, first_epoch: int, num_epochs: int) -> np.ndarray
     return _course_permutation_block(int(m), int(first_epoch), int(num_epochs))
 
 
+def course_permutation(m: int, seed: int) -> np.ndarray:
+    """``np.random.seed(seed); np.random.permutation(m)`` without touching NumPy's global state."""
+    return np.random.RandomState(seed).permutation(m)
+
+
 def epoch_permutation(key: jax.Array, epoch: jax.Array | int, m: int) -> jax.Array:
     """JAX-mode column order of one epoch: a pure function of ``(key, epoch)``.
 
