@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxopt_lab import data, model as net, optimizers, schedules, train
+from jaxopt_lab import data, optimizers, schedules, train
+from jaxopt_lab import model as net
 
 update_lr = schedules.update_lr
 schedule_lr_decay = schedules.schedule_lr_decay

@@ -15,7 +15,9 @@ COURSE_SEED = 3  # the course seeds NumPy's global generator with 3 before make_
 COURSE_SHUFFLE_SEED = 11  # epoch i is shuffled after np.random.seed(11 + i)
 
 
-def make_moons(n_samples: int = 300, noise: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_moons(
+    n_samples: int = 300, noise: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Two interleaved half-moons, examples as columns.
 
     Args:

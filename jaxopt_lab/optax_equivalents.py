@@ -21,7 +21,9 @@ def momentum(learning_rate: ScalarOrSchedule, beta: float = 0.9) -> optax.Gradie
     ``optax.sgd(momentum=beta)`` is heavy-ball (no ``1 - beta`` on the gradient), so the twin is an
     un-debiased ``optax.ema`` followed by the learning rate.
     """
-    return optax.chain(optax.ema(decay=beta, debias=False), optax.scale_by_learning_rate(learning_rate))
+    return optax.chain(
+        optax.ema(decay=beta, debias=False), optax.scale_by_learning_rate(learning_rate)
+    )
 
 
 def rmsprop(

@@ -132,7 +132,9 @@ def _adam_update(b1, b2, eps, updates, state, params=None):
     return jax.tree.map(direction, mu, nu), ScaleByAdamState(count=count, mu=mu, nu=nu)
 
 
-def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> optax.GradientTransformation:
+def scale_by_adam(
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
     """Adam's direction: bias-corrected first moment over bias-corrected RMS.
 
     With t = 1 at the first update::
@@ -166,7 +168,7 @@ def _chain_init(inits, params):
 
 def _chain_update(updates_fns, updates, state, params=None):
     new_state = []
-    for update, s in zip(updates_fns, state):
+    for update, s in zip(updates_fns, state, strict=True):
         updates, s = update(updates, s, params)
         new_state.append(s)
     return updates, tuple(new_state)
@@ -176,7 +178,9 @@ def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransforma
     """Apply transformations in order; the state is the tuple of their states."""
     inits = tuple(t.init for t in transforms)
     updates = tuple(t.update for t in transforms)
-    return optax.GradientTransformation(Partial(_chain_init, inits), Partial(_chain_update, updates))
+    return optax.GradientTransformation(
+        Partial(_chain_init, inits), Partial(_chain_update, updates)
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ checkpoint, so none of that costs the inner loop a host sync.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -167,14 +166,35 @@ def epoch_step(optimizer, params, opt_state, XY, perm, mini_batch_size: int):
     return params, opt_state, total / m
 
 
-@functools.partial(jax.jit, static_argnames=("static", "mini_batch_size", "length"))
-def _run_chunk(
-    params, opt_state, numbers, XY, perms, key, first_epoch, n_epochs, *, static, mini_batch_size, length
+def run_chunk(
+    params,
+    opt_state,
+    numbers,
+    XY,
+    perms,
+    key,
+    first_epoch,
+    n_epochs,
+    *,
+    static,
+    mini_batch_size,
+    length,
 ):
-    """Run ``n_epochs`` (traced, <= ``length``) epochs from ``first_epoch``; costs padded to length.
+    """Run ``n_epochs`` (traced, <= ``length``) epochs from ``first_epoch``: the body of every run.
 
-    ``perms`` (course mode) holds the chunk's column orders; in seed mode it is None and each epoch's
-    order is drawn from ``key`` folded with the epoch number.
+    This pure function is what ``fit`` jits and what ``sweep`` vmaps; there is no second loop.
+
+    Args:
+      params, opt_state: where the run stands.
+      numbers, static: the optimizer as split by :func:`split_optimizer`.
+      XY: features stacked over the label row, shape (n_x + 1, m).
+      perms: course mode, the chunk's column orders (length, m) int32; seed mode, None, and each
+        epoch's order is drawn from ``key`` folded with the epoch number.
+      first_epoch: the epoch number the chunk starts at (for seed-mode shuffles).
+      n_epochs: how many of the ``length`` epochs to run.
+
+    Returns:
+      ``(params, opt_state, costs)``, costs of shape (length,), NaN past ``n_epochs``.
     """
     optimizer = join_optimizer(numbers, static)
     m = XY.shape[1]
@@ -185,11 +205,16 @@ def _run_chunk(
             perm = data.epoch_permutation(key, first_epoch + i, m)
         else:
             perm = perms[i]
-        params, opt_state, cost = epoch_step(optimizer, params, opt_state, XY, perm, mini_batch_size)
+        params, opt_state, cost = epoch_step(
+            optimizer, params, opt_state, XY, perm, mini_batch_size
+        )
         return params, opt_state, costs.at[i].set(cost)
 
     costs = jnp.full((length,), jnp.nan, XY.dtype)
     return jax.lax.fori_loop(0, n_epochs, body, (params, opt_state, costs))
+
+
+_run_chunk = jax.jit(run_chunk, static_argnames=("static", "mini_batch_size", "length"))
 
 
 # ---------------------------------------------------------------------------------------------
