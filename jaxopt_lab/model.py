@@ -64,13 +64,25 @@ def num_layers(params: Params) -> int:
     return len(params) // 2
 
 
+TINY_LAYER = 64  # weights with at most this many entries are applied without a matmul call
+
+
+def _linear(W: jax.Array, b: jax.Array, a: jax.Array) -> jax.Array:
+    # For the lesson's 5x2, 2x5 and 1x2 weights a matmul kernel call costs more than its arithmetic
+    # on CPU; a broadcast multiply-and-sum is the same contraction, but XLA fuses it with the bias,
+    # the ReLU and the neighbouring elementwise work (measured: 7.7 -> 5.2 us per Adam step here).
+    if W.size <= TINY_LAYER:
+        return jnp.sum(W[:, :, None] * a[None, :, :], axis=1) + b
+    return W @ a + b
+
+
 def forward(params: Params, X: jax.Array) -> jax.Array:
     """Logits of the output unit, shape (1, m): ReLU on every hidden layer, no sigmoid at the end."""
     a = X
     L = num_layers(params)
     for l in range(1, L):
-        a = jax.nn.relu(params[f"W{l}"] @ a + params[f"b{l}"])
-    return params[f"W{L}"] @ a + params[f"b{L}"]
+        a = jax.nn.relu(_linear(params[f"W{l}"], params[f"b{l}"], a))
+    return _linear(params[f"W{L}"], params[f"b{L}"], a)
 
 
 def cross_entropy(logits: jax.Array, Y: jax.Array) -> jax.Array:

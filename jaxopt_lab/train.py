@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import data, model
 
@@ -119,37 +120,44 @@ def join_optimizer(numbers: list, static: _StaticPart) -> optax.GradientTransfor
 # ---------------------------------------------------------------------------------------------
 
 
-def _batch_objective(params, xb, yb):
-    per_example = model.cross_entropy(model.forward(params, xb), yb)
+def _batch_objective(flat_params, unravel, xb, yb):
+    per_example = model.cross_entropy(model.forward(unravel(flat_params), xb), yb)
     return jnp.mean(per_example), jnp.sum(per_example)
 
 
-def _batch_step(optimizer, params, opt_state, xb, yb):
-    (_, total), grads = jax.value_and_grad(_batch_objective, has_aux=True)(params, xb, yb)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, total
+def _batch_step(optimizer, unravel, flat_params, opt_state, xb, yb):
+    grad_fn = jax.value_and_grad(_batch_objective, has_aux=True)
+    (_, total), grads = grad_fn(flat_params, unravel, xb, yb)
+    updates, opt_state = optimizer.update(grads, opt_state, flat_params)
+    return optax.apply_updates(flat_params, updates), opt_state, total
 
 
-def epoch_step(optimizer, params, opt_state, XY, perm, mini_batch_size: int):
+def epoch_step(optimizer, unravel, flat_params, opt_state, XY, perm, mini_batch_size: int):
     """One epoch over the columns of ``XY`` (features stacked over the label row) in ``perm`` order.
+
+    The optimizer sees the parameters as one flat vector (``unravel`` rebuilds the dict for the
+    network): every elementwise update of the step is then a single fused loop instead of one per
+    weight matrix. The update rules are elementwise, so this changes no formula.
 
     Shapes are static: the full mini-batches are slices of the shuffled data, the remainder is one
     smaller static slice, so no padding is computed and no batch ever recompiles. Each batch's cost
     is measured with the parameters before its update, as the course does.
 
     Returns:
-      ``(params, opt_state, cost)`` with cost the summed cross-entropy of the epoch over m.
+      ``(flat_params, opt_state, cost)``, cost the summed cross-entropy of the epoch over m.
     """
     n_rows, m = XY.shape
     shuffled = XY[:, perm]
     full, rest = divmod(m, mini_batch_size)
 
     def step(carry, batch):
-        params, opt_state = carry
-        params, opt_state, total = _batch_step(optimizer, params, opt_state, batch[:-1], batch[-1:])
-        return (params, opt_state), total
+        flat_params, opt_state = carry
+        flat_params, opt_state, total = _batch_step(
+            optimizer, unravel, flat_params, opt_state, batch[:-1], batch[-1:]
+        )
+        return (flat_params, opt_state), total
 
-    carry = (params, opt_state)
+    carry = (flat_params, opt_state)
     total = jnp.zeros((), XY.dtype)
     if 0 < full <= UNROLL_BATCHES_UP_TO:
         for b in range(full):
@@ -162,8 +170,8 @@ def epoch_step(optimizer, params, opt_state, XY, perm, mini_batch_size: int):
     if rest:
         carry, t = step(carry, shuffled[:, full * mini_batch_size :])
         total = total + t
-    params, opt_state = carry
-    return params, opt_state, total / m
+    flat_params, opt_state = carry
+    return flat_params, opt_state, total / m
 
 
 def run_chunk(
@@ -185,7 +193,8 @@ def run_chunk(
     This pure function is what ``fit`` jits and what ``sweep`` vmaps; there is no second loop.
 
     Args:
-      params, opt_state: where the run stands.
+      params, opt_state: where the run stands; ``opt_state`` is over the flat parameter vector
+        (``jax.flatten_util.ravel_pytree(params)``), as :func:`init_state` makes it.
       numbers, static: the optimizer as split by :func:`split_optimizer`.
       XY: features stacked over the label row, shape (n_x + 1, m).
       perms: course mode, the chunk's column orders (length, m) int32; seed mode, None, and each
@@ -198,20 +207,23 @@ def run_chunk(
     """
     optimizer = join_optimizer(numbers, static)
     m = XY.shape[1]
+    flat_params, unravel = ravel_pytree(params)
 
     def body(i, carry):
-        params, opt_state, costs = carry
+        flat_params, opt_state, costs = carry
         if perms is None:
             perm = data.epoch_permutation(key, first_epoch + i, m)
         else:
             perm = perms[i]
-        params, opt_state, cost = epoch_step(
-            optimizer, params, opt_state, XY, perm, mini_batch_size
+        flat_params, opt_state, cost = epoch_step(
+            optimizer, unravel, flat_params, opt_state, XY, perm, mini_batch_size
         )
-        return params, opt_state, costs.at[i].set(cost)
+        return flat_params, opt_state, costs.at[i].set(cost)
 
     costs = jnp.full((length,), jnp.nan, XY.dtype)
-    return jax.lax.fori_loop(0, n_epochs, body, (params, opt_state, costs))
+    carry = (flat_params, opt_state, costs)
+    flat_params, opt_state, costs = jax.lax.fori_loop(0, n_epochs, body, carry)
+    return unravel(flat_params), opt_state, costs
 
 
 _run_chunk = jax.jit(run_chunk, static_argnames=("static", "mini_batch_size", "length"))
@@ -230,8 +242,9 @@ def shuffle_key(seed: int) -> jax.Array:
 def init_state(
     layers_dims: list[int], optimizer: optax.GradientTransformation, seed: int | None = None
 ) -> TrainState:
+    """A fresh start; the optimizer state is over the flat parameter vector the loop updates."""
     params = model.init_params(layers_dims, seed)
-    return TrainState(params, optimizer.init(params), 0, np.zeros((0,)))
+    return TrainState(params, optimizer.init(ravel_pytree(params)[0]), 0, np.zeros((0,)))
 
 
 ChunkCallback = Callable[[TrainState], None]
