@@ -17,11 +17,52 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.tree_util import Partial
 
 Schedule = Callable[[jax.Array], jax.Array]
 ScalarOrSchedule = float | jax.Array | Schedule
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks. Concrete numbers (Python scalars, NumPy or JAX arrays, every element of a
+# sweep's stacked hyperparameters) are checked when a factory is called; values traced inside
+# jit or vmap are not known then, and are taken as they are.
+# ---------------------------------------------------------------------------------------------
+
+
+def check_number(
+    name: str, value, *, low: float | None = None, high: float | None = None, low_open=False
+) -> None:
+    """Raise ``ValueError`` naming ``name`` unless every element of ``value`` is a finite number in
+    ``[low, high)`` (``(low, high)`` with ``low_open``). Traced values pass unchecked."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        values = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    interval = (
+        f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
+        f"{'inf' if high is None else high})"
+    )
+    ok = np.isfinite(values)
+    if low is not None:
+        ok &= (values > low) if low_open else (values >= low)
+    if high is not None:
+        ok &= values < high
+    if not np.all(ok):
+        shown = value if values.ndim == 0 else values[~ok].tolist()
+        raise ValueError(f"{name} must be a finite number in {interval}, got {shown!r}")
+
+
+def check_learning_rate(learning_rate) -> None:
+    """A learning rate is a callable schedule, or finite and > 0."""
+    if not callable(learning_rate):
+        check_number("learning_rate", learning_rate, low=0.0, low_open=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -50,6 +91,7 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
 
     The step passed to a schedule counts the updates made before this one: 0 at the first update.
     """
+    check_learning_rate(learning_rate)
     return optax.GradientTransformation(Partial(_lr_init), Partial(_lr_update, learning_rate))
 
 
@@ -77,6 +119,7 @@ def scale_by_momentum(beta: float = 0.9) -> optax.GradientTransformation:
     Note: this is the course's EMA momentum. Optax's ``sgd(momentum=beta)`` is heavy-ball
     (``v = beta v + g``), which is the same direction scaled by ``1 / (1 - beta)`` only at steady state.
     """
+    check_number("beta", beta, low=0.0, high=1.0)
     return optax.GradientTransformation(Partial(_momentum_init), Partial(_momentum_update, beta))
 
 
@@ -101,6 +144,8 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> optax.GradientTransfo
     Note: eps is *outside* the square root, as in the course. Optax's ``scale_by_rms`` defaults to
     ``eps_in_sqrt=True``; its twin here passes ``eps_in_sqrt=False``.
     """
+    check_number("decay", decay, low=0.0, high=1.0)
+    check_number("eps", eps, low=0.0)
     return optax.GradientTransformation(Partial(_rms_init), Partial(_rms_update, decay, eps))
 
 
@@ -144,6 +189,9 @@ def scale_by_adam(
 
     eps is outside the square root (Optax's ``eps``, not ``eps_root``).
     """
+    check_number("b1", b1, low=0.0, high=1.0)
+    check_number("b2", b2, low=0.0, high=1.0)
+    check_number("eps", eps, low=0.0)
     return optax.GradientTransformation(Partial(_adam_init), Partial(_adam_update, b1, b2, eps))
 
 

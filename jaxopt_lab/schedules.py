@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from jax.tree_util import Partial
 
+from jaxopt_lab.optimizers import check_learning_rate, check_number
+
 EpochRule = Callable[[jax.Array], jax.Array]
 
 
@@ -36,11 +38,16 @@ def _fixed_interval_rule(learning_rate0, decay_rate, time_interval, epoch):
 
 def inverse_time(learning_rate: float, decay_rate: float) -> EpochRule:
     """Per-epoch rule ``epoch -> update_lr(learning_rate, epoch, decay_rate)`` (a traceable pytree)."""
+    check_learning_rate(learning_rate)
+    check_number("decay_rate", decay_rate, low=0.0)
     return Partial(_inverse_time_rule, learning_rate, decay_rate)
 
 
 def fixed_interval(learning_rate: float, decay_rate: float, time_interval: int = 1000) -> EpochRule:
     """Per-epoch rule ``epoch -> schedule_lr_decay(learning_rate, epoch, decay_rate, time_interval)``."""
+    check_learning_rate(learning_rate)
+    check_number("decay_rate", decay_rate, low=0.0)
+    check_number("time_interval", time_interval, low=1.0)
     return Partial(_fixed_interval_rule, learning_rate, decay_rate, time_interval)
 
 
@@ -74,4 +81,7 @@ def per_step(epoch_rule: EpochRule, steps_per_epoch: int, *, lag: bool = False):
     Returns:
       A schedule (a :class:`jax.tree_util.Partial`, so its numbers are traced, not baked in).
     """
+    if not callable(epoch_rule):
+        raise ValueError(f"epoch_rule must be callable (epoch -> lr), got {epoch_rule!r}")
+    check_number("steps_per_epoch", steps_per_epoch, low=1.0)
     return Partial(_per_step_lagged if lag else _per_step, epoch_rule, steps_per_epoch)

@@ -234,6 +234,41 @@ _run_chunk = jax.jit(run_chunk, static_argnames=("static", "mini_batch_size", "l
 # ---------------------------------------------------------------------------------------------
 
 
+def _check_positive_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def check_fit_args(X, Y, layers_dims, *, num_epochs, mini_batch_size, seed, chunk_epochs) -> None:
+    """Refuse what ``fit`` cannot train on, with a ``ValueError`` that names the argument."""
+    X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise ValueError(f"X must be 2-D (n_x, m) with m >= 1 examples as columns, got {X.shape}")
+    if not np.issubdtype(X.dtype, np.number) or not np.all(np.isfinite(X)):
+        raise ValueError("X must hold finite numbers (found NaN, inf or non-numbers)")
+    if Y.shape != (1, X.shape[1]):
+        raise ValueError(f"Y must have shape (1, m) = (1, {X.shape[1]}) to match X, got {Y.shape}")
+    if not np.all((Y == 0) | (Y == 1)):
+        raise ValueError("Y must hold 0/1 labels")
+    dims = list(layers_dims) if isinstance(layers_dims, (list, tuple)) else None
+    if (
+        not dims
+        or len(dims) < 2
+        or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims)
+    ):
+        raise ValueError(f"layers_dims must be a list of positive integers, got {layers_dims!r}")
+    if dims[0] != X.shape[0] or dims[-1] != 1:
+        raise ValueError(
+            f"layers_dims must start with X's row count {X.shape[0]} and end with 1, got {dims}"
+        )
+    _check_positive_int("num_epochs", num_epochs)
+    _check_positive_int("mini_batch_size", mini_batch_size)
+    if chunk_epochs is not None:
+        _check_positive_int("chunk_epochs", chunk_epochs)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+        raise ValueError(f"seed must be None (course randomness) or an integer, got {seed!r}")
+
+
 def shuffle_key(seed: int) -> jax.Array:
     """Seed mode's shuffling key; parameters come from its sibling :func:`model.init_key`."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
@@ -282,8 +317,13 @@ def fit(
       A :class:`FitResult` with the final ``params``, ``costs`` (one per epoch) and timings.
 
     Raises:
+      ValueError: an argument is invalid; the message names it.
       DivergenceError: at the end of the first chunk whose costs are not all finite.
     """
+    check_fit_args(
+        X, Y, layers_dims, num_epochs=num_epochs, mini_batch_size=mini_batch_size, seed=seed,
+        chunk_epochs=chunk_epochs,
+    )  # fmt: skip
     clock_start, wall_start = compile_clock.seconds, time.perf_counter()
     dtype = jnp.result_type(float)
     XY = jnp.concatenate([jnp.asarray(X, dtype), jnp.asarray(Y, dtype)], axis=0)
