@@ -341,7 +341,8 @@ def fit(
     key = shuffle_key(seed) if seed is not None else None
 
     params, opt_state, epoch = state.params, state.opt_state, state.epoch
-    cost_chunks = [np.asarray(state.costs)]
+    all_costs = np.full(max(num_epochs, epoch), np.nan, dtype=dtype)
+    all_costs[:epoch] = state.costs[:epoch]
     while epoch < num_epochs:
         n = min(chunk, num_epochs - epoch)
         perms = None if seed is not None else data.course_permutations(m, epoch, n)
@@ -351,11 +352,10 @@ def fit(
             params, opt_state, numbers, XY, perms, key, epoch, n,
             static=static, mini_batch_size=mini_batch_size, length=chunk,
         )  # fmt: skip
-        costs = np.asarray(costs[:n])
-        cost_chunks.append(costs)
+        all_costs[epoch : epoch + n] = np.asarray(costs[:n])
         epoch += n
-        state = TrainState(params, opt_state, epoch, np.concatenate(cost_chunks))
-        bad = np.flatnonzero(~np.isfinite(costs))
+        state = TrainState(params, opt_state, epoch, all_costs[:epoch])
+        bad = np.flatnonzero(~np.isfinite(all_costs[epoch - n : epoch]))
         if bad.size:
             raise DivergenceError(epoch - n + int(bad[0]), state)
         if on_chunk is not None:
@@ -365,7 +365,7 @@ def fit(
     compile_seconds = compile_clock.seconds - clock_start
     return FitResult(
         params=params,
-        costs=np.concatenate(cost_chunks),
+        costs=all_costs[:epoch],
         opt_state=opt_state,
         compile_seconds=compile_seconds,
         run_seconds=time.perf_counter() - wall_start - compile_seconds,

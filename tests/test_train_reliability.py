@@ -1,0 +1,267 @@
+"""Refusals, divergence, checkpoints and interrupts of train.fit (issue: reliability)."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxopt_lab import data, optimizers, schedules, train
+
+LAYERS = [2, 5, 2, 1]
+X, Y = data.load_moons()
+
+
+def assert_trees_equal(a, b):
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+# ---------------------------------------------------------------------------------------------
+# Refusals: each bad input raises ValueError naming the argument.
+# ---------------------------------------------------------------------------------------------
+
+BAD_FIT_ARGS = [
+    ("X", {"X": X[0]}),
+    ("X", {"X": np.zeros((2, 0))}),
+    ("X", {"X": np.where(X > 1.5, np.nan, X)}),
+    ("X", {"X": np.where(X > 1.5, np.inf, X)}),
+    ("Y", {"Y": Y[:, :10]}),
+    ("Y", {"Y": Y.ravel()}),
+    ("Y", {"Y": Y * 2}),
+    ("Y", {"Y": Y - 0.5}),
+    ("layers_dims", {"layers_dims": [3, 5, 1]}),
+    ("layers_dims", {"layers_dims": [2, 5, 2]}),
+    ("layers_dims", {"layers_dims": [2, 0, 1]}),
+    ("layers_dims", {"layers_dims": [2, -5, 1]}),
+    ("layers_dims", {"layers_dims": [2, 2.5, 1]}),
+    ("layers_dims", {"layers_dims": [2]}),
+    ("layers_dims", {"layers_dims": "2,5,1"}),
+    ("num_epochs", {"num_epochs": 0}),
+    ("num_epochs", {"num_epochs": -3}),
+    ("num_epochs", {"num_epochs": 1.5}),
+    ("mini_batch_size", {"mini_batch_size": 0}),
+    ("mini_batch_size", {"mini_batch_size": 2.5}),
+    ("mini_batch_size", {"mini_batch_size": True}),
+    ("seed", {"seed": "1"}),
+    ("seed", {"seed": 1.0}),
+    ("chunk_epochs", {"chunk_epochs": 0}),
+]
+
+
+@pytest.mark.parametrize(("name", "change"), BAD_FIT_ARGS)
+def test_fit_refuses_bad_input_naming_it(name, change):
+    args = {"X": X, "Y": Y, "layers_dims": LAYERS}
+    args.update(change)
+    kwargs = {"num_epochs": 2}
+    kwargs.update({k: v for k, v in change.items() if k not in ("X", "Y", "layers_dims")})
+    with pytest.raises(ValueError, match=name):
+        train.fit(args["X"], args["Y"], args["layers_dims"], optimizers.gd(0.1), **kwargs)
+
+
+BAD_OPTIMIZER_ARGS = [
+    ("learning_rate", lambda: optimizers.gd(0.0)),
+    ("learning_rate", lambda: optimizers.gd(-0.1)),
+    ("learning_rate", lambda: optimizers.adam(math.nan)),
+    ("learning_rate", lambda: optimizers.adam(math.inf)),
+    ("learning_rate", lambda: optimizers.adam("0.1")),
+    ("learning_rate", lambda: optimizers.adam(jnp.array([0.1, -1.0]))),
+    ("beta", lambda: optimizers.momentum(0.1, beta=1.0)),
+    ("beta", lambda: optimizers.momentum(0.1, beta=-0.01)),
+    ("b1", lambda: optimizers.adam(0.1, b1=1.0)),
+    ("b1", lambda: optimizers.adam(0.1, b1=-0.5)),
+    ("b2", lambda: optimizers.adam(0.1, b2=1.5)),
+    ("b2", lambda: optimizers.adam(0.1, b2=np.array([0.9, 1.0]))),
+    ("eps", lambda: optimizers.adam(0.1, eps=-1e-8)),
+    ("eps", lambda: optimizers.rmsprop(0.1, eps=math.nan)),
+    ("decay", lambda: optimizers.rmsprop(0.1, decay=1.0)),
+    ("decay_rate", lambda: schedules.inverse_time(0.1, -1.0)),
+    ("decay_rate", lambda: schedules.fixed_interval(0.1, math.inf)),
+    ("time_interval", lambda: schedules.fixed_interval(0.1, 1.0, 0)),
+    ("learning_rate", lambda: schedules.fixed_interval(-0.1, 1.0)),
+    ("steps_per_epoch", lambda: schedules.per_step(schedules.inverse_time(0.1, 1.0), 0)),
+    ("epoch_rule", lambda: schedules.per_step(0.1, 5)),
+]
+
+
+@pytest.mark.parametrize(("name", "make"), BAD_OPTIMIZER_ARGS)
+def test_factories_refuse_bad_hyperparameters_naming_them(name, make):
+    with pytest.raises(ValueError, match=name):
+        make()
+
+
+def test_boundary_values_are_accepted():
+    # The edges of the documented ranges are legal: beta 0 is plain GD, eps 0, decay rate 0.
+    optimizers.momentum(0.1, beta=0.0)
+    optimizers.adam(0.1, b1=0.0, b2=0.0, eps=0.0)
+    optimizers.adam(lambda step: 0.1)
+    schedules.fixed_interval(0.1, 0.0, 1)
+
+
+def test_traced_hyperparameters_are_not_checked():
+    # Inside jit the value is unknown when the factory runs: it must build, not raise.
+    def first_update(lr):
+        opt = optimizers.adam(lr)
+        return opt.update(jnp.ones(2), opt.init(jnp.ones(2)))[0]
+
+    out = jax.jit(first_update)(-0.1)  # a negative rate, taken as given under tracing
+    np.testing.assert_allclose(np.asarray(out), [0.1, 0.1], rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Divergence
+# ---------------------------------------------------------------------------------------------
+
+
+def test_divergence_stops_at_the_chunk_and_names_the_first_bad_epoch():
+    # A learning rate growing tenfold every 2 epochs overflows the weights after some 70 epochs.
+    opt = optimizers.gd(lambda step: 0.01 * 10.0 ** (step / 10))
+    with pytest.raises(train.DivergenceError) as info:
+        train.fit(X, Y, LAYERS, opt, num_epochs=200, chunk_epochs=1, seed=0)
+    first_bad = info.value.epoch
+    assert 10 < first_bad < 200
+    assert not np.isfinite(info.value.state.costs[first_bad])
+
+    with pytest.raises(train.DivergenceError) as info:
+        train.fit(X, Y, LAYERS, opt, num_epochs=200, chunk_epochs=25, seed=0)
+    err = info.value
+    assert err.epoch == first_bad
+    assert f"epoch {first_bad}" in str(err)
+    # It stopped at the end of the chunk holding that epoch, not at the end of the run.
+    assert err.state.epoch == (first_bad // 25 + 1) * 25
+    assert np.all(np.isfinite(err.state.costs[:first_bad]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [None, 3])
+def test_resumed_run_equals_uninterrupted_run_bit_for_bit(tmp_path, seed):
+    opt = optimizers.adam(0.01)
+    full = train.fit(X, Y, LAYERS, opt, num_epochs=60, seed=seed, chunk_epochs=20)
+    ckpt = train.Checkpointer(tmp_path, every=20, config={"lr": 0.01, "seed": seed})
+    train.fit(X, Y, LAYERS, opt, num_epochs=40, seed=seed, chunk_epochs=20, on_chunk=ckpt)
+    state = ckpt.restore(train.init_state(LAYERS, opt, seed))
+    assert state.epoch == 40
+    resumed = train.fit(X, Y, LAYERS, opt, num_epochs=60, seed=seed, chunk_epochs=20, state=state)
+    np.testing.assert_array_equal(resumed.costs, full.costs)
+    assert_trees_equal(resumed.params, full.params)
+    assert_trees_equal(resumed.opt_state, full.opt_state)
+
+
+def test_checkpointer_keeps_the_newest_and_refuses_another_config(tmp_path):
+    opt = optimizers.momentum(0.05)
+    ckpt = train.Checkpointer(tmp_path, every=10, config={"lr": 0.05}, keep=2)
+    train.fit(X, Y, LAYERS, opt, num_epochs=40, chunk_epochs=10, on_chunk=ckpt)
+    assert [p.name for p in ckpt.paths()] == ["ckpt_000000030.npz", "ckpt_000000040.npz"]
+    template = train.init_state(LAYERS, opt)
+    with pytest.raises(ValueError, match="lr: 0.05 there vs 0.1 now"):
+        train.Checkpointer(tmp_path, every=10, config={"lr": 0.1}).restore(template)
+    with pytest.raises(ValueError, match="does not fit"):
+        ckpt.restore(train.init_state([2, 4, 1], opt))
+    assert train.Checkpointer(tmp_path / "empty", every=10, config={}).restore(template) is None
+
+
+def test_a_crash_during_save_leaves_the_previous_checkpoint_readable(tmp_path, monkeypatch):
+    opt = optimizers.adam(0.01)
+    ckpt = train.Checkpointer(tmp_path, every=10, config={})
+    first = train.fit(X, Y, LAYERS, opt, num_epochs=10, chunk_epochs=10, on_chunk=ckpt)
+    before = ckpt.paths()
+
+    real_savez = np.savez
+
+    def savez_then_crash(file, **arrays):
+        real_savez(file, **arrays)  # the bytes are written, the rename has not happened yet
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(np, "savez", savez_then_crash)
+    state = train.TrainState(first.params, first.opt_state, 20, np.zeros(20))
+    with pytest.raises(OSError, match="disk gone"):
+        ckpt.save(state)
+    monkeypatch.undo()
+
+    assert ckpt.paths() == before
+    assert not list(tmp_path.glob(".tmp-*"))
+    # A temp file left by a killed process is never taken for a checkpoint.
+    (tmp_path / ".tmp-killed.npz").write_bytes(b"half a file")
+    restored = ckpt.restore(train.init_state(LAYERS, opt))
+    assert restored.epoch == 10
+    assert_trees_equal(restored.params, first.params)
+
+
+# ---------------------------------------------------------------------------------------------
+# A real SIGINT to a real process
+# ---------------------------------------------------------------------------------------------
+
+CHILD = textwrap.dedent(
+    """
+    import sys
+    from jaxopt_lab import data, optimizers, train
+
+    X, Y = data.load_moons()
+    opt = optimizers.adam(0.01)
+    ckpt = train.Checkpointer(sys.argv[1], every=10**9, config={"lr": 0.01})
+
+    def on_chunk(state):
+        if state.epoch == 20:
+            print("ready", flush=True)
+        interrupt.check(state)
+
+    with train.DeferredInterrupt() as interrupt:
+        try:
+            train.fit(X, Y, [2, 5, 2, 1], opt, num_epochs=10**6, seed=1, chunk_epochs=20,
+                      on_chunk=on_chunk)
+        except train.TrainingInterrupted as stop:
+            ckpt.save(stop.state)
+            print(f"interrupted at epoch {stop.state.epoch}", flush=True)
+            sys.exit(130)
+    """
+)
+
+
+def test_sigint_saves_at_the_chunk_boundary_and_the_run_resumes_exactly(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    epoch = int(out.strip().rsplit(" ", 1)[-1])
+    assert epoch >= 20 and epoch % 20 == 0
+
+    opt = optimizers.adam(0.01)
+    ckpt = train.Checkpointer(tmp_path, every=10**9, config={"lr": 0.01})
+    state = ckpt.restore(train.init_state(LAYERS, opt, seed=1))
+    assert state.epoch == epoch
+    resumed = train.fit(X, Y, LAYERS, opt, num_epochs=epoch + 20, seed=1, state=state)
+    straight = train.fit(X, Y, LAYERS, opt, num_epochs=epoch + 20, seed=1, chunk_epochs=20)
+    np.testing.assert_array_equal(resumed.costs, straight.costs)
+    assert_trees_equal(resumed.params, straight.params)
+
+
+def test_deferred_interrupt_restores_the_previous_handler():
+    before = signal.getsignal(signal.SIGINT)
+    with train.DeferredInterrupt() as interrupt:
+        assert signal.getsignal(signal.SIGINT) != before
+        os.kill(os.getpid(), signal.SIGINT)
+        assert interrupt.requested
+        with pytest.raises(train.TrainingInterrupted):
+            interrupt.check(train.TrainState({}, (), 5, np.zeros(5)))
+    assert signal.getsignal(signal.SIGINT) == before
