@@ -62,12 +62,14 @@ def plot_cost_curves(
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if len(curves) > 1:
-        ax.legend(fontsize=8, frameon=False, loc="upper right")
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 
 
-def _draw_boundary(ax: Axes, params: model.Params, X: np.ndarray, Y: np.ndarray, steps: int):
+def _draw_boundary(
+    ax: Axes, params: model.Params, X: np.ndarray, Y: np.ndarray, steps: int, point_size: float
+) -> None:
     X, labels = np.asarray(X), np.asarray(Y).reshape(-1)
     margin = 0.5
     xs = np.linspace(X[0].min() - margin, X[0].max() + margin, steps)
@@ -80,7 +82,8 @@ def _draw_boundary(ax: Axes, params: model.Params, X: np.ndarray, Y: np.ndarray,
     ax.contour(gx, gy, regions, levels=[0.5], colors="#555555", linewidths=0.8)
     for label, color in enumerate(CLASS_COLORS):
         mine = labels == label
-        ax.scatter(X[0, mine], X[1, mine], s=9, c=color, edgecolors="white", linewidths=0.3)
+        ax.scatter(X[0, mine], X[1, mine], s=point_size, c=color, edgecolors="white",
+                   linewidths=0.4, label=f"y = {label}")  # fmt: skip
     ax.set_xlim(xs[0], xs[-1])
     ax.set_ylim(ys[0], ys[-1])
     ax.set_aspect("equal")
@@ -102,8 +105,9 @@ def plot_decision_boundary(
     """
     fig = Figure(figsize=(6, 4.5))
     ax = fig.add_subplot()
-    _draw_boundary(ax, params, X, Y, grid_steps)
+    _draw_boundary(ax, params, X, Y, grid_steps, point_size=18)
     ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$")
+    ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -116,8 +120,9 @@ def plot_decision_boundaries(
     fig = Figure(figsize=(3.4 * columns, 2.8 * rows))
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     for ax, (label, params) in zip(axes, runs.items(), strict=False):
-        _draw_boundary(ax, params, X, Y, grid_steps)
+        _draw_boundary(ax, params, X, Y, grid_steps, point_size=8)
         ax.set_title(label, fontsize=9)
+        ax.set_aspect("auto")
         ax.tick_params(labelsize=7)
     for ax in axes[len(runs) :]:
         ax.set_axis_off()
@@ -203,14 +208,14 @@ def lesson_methods(surface: str) -> list[PathMethod]:
         return [
             PathMethod("GD (lr 0.038)", optimizers.gd(0.038)),
             PathMethod("noisy mini-batch GD (lr 0.038)", optimizers.gd(0.038), noise=3.0),
-            PathMethod("momentum (lr 0.3, β 0.9)", optimizers.momentum(0.3, 0.9)),
+            PathMethod("momentum (lr 0.038, β 0.9)", optimizers.momentum(0.038, 0.9)),
             PathMethod("RMSprop (lr 0.2)", optimizers.rmsprop(0.2)),
             PathMethod("Adam (lr 0.3)", optimizers.adam(0.3)),
         ]
     if surface == "rosenbrock":
         return [
             PathMethod("GD (lr 0.001)", optimizers.gd(0.001)),
-            PathMethod("noisy mini-batch GD (lr 0.001)", optimizers.gd(0.001), noise=5.0),
+            PathMethod("noisy mini-batch GD (lr 0.001)", optimizers.gd(0.001), noise=15.0),
             PathMethod("momentum (lr 0.005, β 0.9)", optimizers.momentum(0.005, 0.9)),
             PathMethod("RMSprop (lr 0.01)", optimizers.rmsprop(0.01)),
             PathMethod("Adam (lr 0.05)", optimizers.adam(0.05)),
@@ -222,8 +227,8 @@ _SURFACES = {
     # name: (function, start, steps, x range, y range, minimum, title)
     "bowl": (elongated_bowl, (-9.0, 1.2), 60, (-10, 2), (-2, 2), (0.0, 0.0),
              "elongated bowl $(x^2 + 50y^2)/2$, 60 steps"),
-    "rosenbrock": (rosenbrock, (-1.2, 1.0), 1500, (-1.6, 1.6), (-0.6, 1.8), (1.0, 1.0),
-                   "Rosenbrock $(1-x)^2 + 100(y-x^2)^2$, 1500 steps"),
+    "rosenbrock": (rosenbrock, (-1.2, 1.0), 500, (-1.6, 1.6), (-0.6, 1.8), (1.0, 1.0),
+                   "Rosenbrock $(1-x)^2 + 100(y-x^2)^2$, 500 steps"),
 }  # fmt: skip
 
 PATH_COLORS = ("#444444", "#9a9a9a", "#e07a1f", "#2a9d8f", "#7b2cbf")
@@ -251,6 +256,7 @@ def plot_paths(seed: int = 0) -> Figure:
             ax.plot(points[:, 0], points[:, 1], "-", color=color, linewidth=1.3,
                     label=method.label, alpha=0.9, marker="." if steps <= 100 else None,
                     markersize=3)  # fmt: skip
+            ax.plot(*points[-1], "o", color=color, markersize=7, markeredgecolor="white")
         ax.plot(*start, "o", color="black", markersize=6, label="start")
         ax.plot(*minimum, "*", color="gold", markeredgecolor="black", markersize=14,
                 label="minimum")  # fmt: skip

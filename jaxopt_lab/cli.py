@@ -1,0 +1,582 @@
+"""The ``jaxopt-lab`` command: train one model, compare the lesson's seven runs, draw optimizer paths.
+
+A thin shell over the library. Each subcommand is a pair: ``add_<name>_parser`` declares its flags
+(validated by ``type=`` functions, so a bad value costs one line and exit status 2) and
+``run_<name>`` does the work and returns the exit status. :data:`SUBCOMMANDS` lists the pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxopt_lab import data, model, optimizers, schedules, train
+
+LAYERS_DIMS = [2, 5, 2, 1]  # the lesson's network: 2 inputs, ReLU layers of 5 and 2, one sigmoid
+PRINT_EVERY = 1000  # the course prints the cost every 1000 epochs
+DECAYS = ("none", "inverse-time", "fixed-interval")
+
+
+# ---------------------------------------------------------------------------------------------
+# Flag values: each validator names what it wants; argparse adds the flag's name to the message.
+# ---------------------------------------------------------------------------------------------
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (decay rates, epsilon)."""
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1) (momentum and moment decays)."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (epochs, batch sizes, intervals)."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (seeds)."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    return value
+
+
+def output_dir(text: str) -> Path:
+    """A folder to write into: created if absent, refused if it is an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
+    return path
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces: optimizer from flags, progress, environment, persistent compilation cache
+# ---------------------------------------------------------------------------------------------
+
+
+class RunConfig(NamedTuple):
+    """One training run of the lesson, as the flags of ``train`` describe it."""
+
+    optimizer: str = "adam"
+    learning_rate: float = 0.0007
+    epochs: int = 5000
+    mini_batch_size: int = 64
+    beta: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    epsilon: float = 1e-8
+    decay: str = "none"
+    decay_rate: float = 1.0
+    time_interval: int = 1000
+    seed: int | None = None
+
+    def epoch_rule(self) -> schedules.EpochRule | None:
+        """The per-epoch learning-rate rule, or None without decay."""
+        if self.decay == "inverse-time":
+            return schedules.inverse_time(self.learning_rate, self.decay_rate)
+        if self.decay == "fixed-interval":
+            return schedules.fixed_interval(self.learning_rate, self.decay_rate, self.time_interval)
+        return None
+
+    def make_optimizer(self, m: int, *, always_schedule: bool = False):
+        """The hand-rolled optimizer of this run for ``m`` training examples.
+
+        The decay keeps the course's one-epoch lag, so printed costs equal the course's. With
+        ``always_schedule`` every run gets a ``fixed_interval`` schedule (no decay: rate 0, exactly
+        ``lr0 / 1``; inverse-time: interval 1, exactly ``lr0 / (1 + rate * epoch)``), so all runs of
+        one optimizer share a structure and therefore one compiled program.
+        """
+        rule = self.epoch_rule()
+        if always_schedule:
+            rate = 0.0 if self.decay == "none" else self.decay_rate
+            interval = 1 if self.decay == "inverse-time" else self.time_interval
+            rule = schedules.fixed_interval(self.learning_rate, rate, interval)
+        lr = self.learning_rate
+        if rule is not None:
+            steps_per_epoch = len(data.batch_sizes(m, self.mini_batch_size))
+            lr = schedules.per_step(rule, steps_per_epoch, lag=True)
+        if self.optimizer == "gd":
+            return optimizers.gd(lr)
+        if self.optimizer == "momentum":
+            return optimizers.momentum(lr, self.beta)
+        if self.optimizer == "rmsprop":
+            return optimizers.rmsprop(lr, decay=self.beta, eps=self.epsilon)
+        return optimizers.adam(lr, self.beta1, self.beta2, self.epsilon)
+
+    def learning_rate_after(self, epoch: int) -> float:
+        """The rate the course prints after ``epoch`` (the one epoch ``epoch + 1`` trains at)."""
+        rule = self.epoch_rule()
+        return self.learning_rate if rule is None else float(rule(epoch))
+
+
+def progress_bar(total: int, *, enabled: bool, desc: str | None = None):
+    """A tqdm bar on stderr that shows itself only after a second, or a disabled one."""
+    from tqdm import tqdm  # imported here: the bar is the only user
+
+    return tqdm(
+        total=total, desc=desc, unit="epoch", delay=1.0, disable=not enabled, leave=False,
+        dynamic_ncols=True, file=sys.stderr,
+    )  # fmt: skip
+
+
+def progress_wanted(no_progress: bool) -> bool:
+    """Bars only for a person watching: not with --no-progress, not into a pipe or a file."""
+    return not no_progress and sys.stdout.isatty() and sys.stderr.isatty()
+
+
+def environment() -> dict[str, str]:
+    """JAX version, backend and device of this process (for result files)."""
+    device = jax.devices()[0]
+    return {
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": f"{device.platform}:{device.device_kind}",
+        "float": "float64" if jax.config.jax_enable_x64 else "float32",
+    }
+
+
+def cache_dir() -> Path:
+    """Where compiled programs persist: ``$XDG_CACHE_HOME/jaxopt_lab/jax`` (``~/.cache`` default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxopt_lab" / "jax"
+
+
+def enable_compilation_cache() -> None:
+    """Turn on JAX's persistent compilation cache so a repeated command skips XLA compiles.
+
+    Every program is cached however fast it compiled: a command compiles dozens of small ones and
+    together they cost more than a second. ``JAXOPT_LAB_NO_CACHE=1`` turns it off.
+    """
+    if os.environ.get("JAXOPT_LAB_NO_CACHE"):
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+def accuracy_of(params: model.Params, X: np.ndarray, Y: np.ndarray) -> float:
+    """The course's accuracy: ``np.mean(predictions == Y)`` as a Python float (float64)."""
+    predictions = np.asarray(model.predict(params, jax.numpy.asarray(X, params["W1"].dtype)))
+    return float(np.mean(predictions == np.asarray(Y)))
+
+
+def write_json(path: Path, content: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------
+
+
+def add_train_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train the lesson's network on the moons data with one optimizer",
+        description="Train the 2-5-2-1 network on the course's 300 moons points and print the "
+        "course's lines: 'Cost after epoch N' every 1000 epochs, then 'Accuracy'.",
+    )
+    d = RunConfig()
+    p.add_argument(
+        "--optimizer",
+        choices=tuple(optimizers.OPTIMIZERS),
+        default=d.optimizer,
+        help="update rule (default: %(default)s)",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=d.learning_rate,
+        help="initial learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=d.epochs,
+        help="passes over the data (default: %(default)s)",
+    )
+    p.add_argument(
+        "--mini-batch-size",
+        type=positive_int,
+        default=d.mini_batch_size,
+        help="examples per update; the last batch holds the rest (default: %(default)s)",
+    )
+    p.add_argument(
+        "--beta",
+        type=unit_interval,
+        default=d.beta,
+        help="momentum's beta, and RMSprop's decay of the squared-gradient average "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--beta1",
+        type=unit_interval,
+        default=d.beta1,
+        help="Adam's first-moment decay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--beta2",
+        type=unit_interval,
+        default=d.beta2,
+        help="Adam's second-moment decay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--epsilon",
+        type=nonnegative_float,
+        default=d.epsilon,
+        help="Adam's and RMSprop's epsilon, outside the square root (default: %(default)s)",
+    )
+    p.add_argument(
+        "--decay",
+        choices=DECAYS,
+        default=d.decay,
+        help="learning-rate decay: inverse-time is the course's update_lr, "
+        "fixed-interval its schedule_lr_decay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--decay-rate",
+        type=nonnegative_float,
+        default=d.decay_rate,
+        help="decay rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--time-interval",
+        type=positive_int,
+        default=d.time_interval,
+        help="epochs per step of fixed-interval decay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=None,
+        help="absent: the course's randomness (NumPy seeds); an integer: JAX randomness",
+    )
+    _add_common_flags(p)
+    p.set_defaults(run=run_train)
+
+
+def _add_common_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--x64",
+        action="store_true",
+        help="compute in float64 (reproduces the course's printouts digit for digit)",
+    )
+    p.add_argument("--out", type=output_dir, metavar="DIR", help="write results and pictures here")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _config_from(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(**{name: getattr(args, name) for name in RunConfig._fields})
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from jaxopt_lab import plots
+
+    config = _config_from(args)
+    X, Y = data.load_moons()
+    optimizer = config.make_optimizer(X.shape[1])
+    bar = progress_bar(config.epochs, enabled=progress_wanted(args.no_progress))
+    printed = 0
+
+    def report(state: train.TrainState) -> None:
+        nonlocal printed
+        for epoch in range(printed, state.epoch):
+            if epoch % PRINT_EVERY == 0:
+                bar.write("Cost after epoch %i: %f" % (epoch, state.costs[epoch]), file=sys.stdout)
+                if config.decay != "none":
+                    lr = config.learning_rate_after(epoch)
+                    bar.write("learning rate after epoch %i: %f" % (epoch, lr), file=sys.stdout)
+        bar.update(state.epoch - printed)
+        printed = state.epoch
+
+    with bar:
+        result = train.fit(
+            X, Y, LAYERS_DIMS, optimizer, num_epochs=config.epochs,
+            mini_batch_size=config.mini_batch_size, seed=config.seed, on_chunk=report,
+        )  # fmt: skip
+    accuracy = accuracy_of(result.params, X, Y)
+    print("Accuracy: " + str(accuracy))
+
+    if args.out is not None:
+        write_json(args.out / "result.json", {
+            "config": config._asdict(),
+            "final_cost": float(result.costs[-1]),
+            "accuracy": accuracy,
+            "compile_seconds": result.compile_seconds,
+            "run_seconds": result.run_seconds,
+            **environment(),
+            "costs": [float(c) for c in result.costs],
+        })  # fmt: skip
+        label = f"{config.optimizer}, lr {config.learning_rate:g}, decay {config.decay}"
+        plots.save_png(
+            plots.plot_cost_curves({label: result.costs}, title=f"Cost per epoch ({label})"),
+            args.out / "cost.png",
+        )
+        plots.save_png(
+            plots.plot_decision_boundary(
+                result.params, X, Y, title=f"{label}: accuracy {accuracy:.3f}"
+            ),
+            args.out / "decision_boundary.png",
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------------
+
+COURSE_RUNS: tuple[tuple[str, RunConfig], ...] = (
+    ("mini-batch GD", RunConfig("gd", 0.0007)),
+    ("momentum", RunConfig("momentum", 0.0007)),
+    ("Adam", RunConfig("adam", 0.0007)),
+    ("GD, inverse-time decay", RunConfig("gd", 0.1, decay="inverse-time")),
+    ("GD, fixed-interval decay", RunConfig("gd", 0.1, decay="fixed-interval")),
+    ("momentum, fixed-interval decay", RunConfig("momentum", 0.1, decay="fixed-interval")),
+    ("Adam, fixed-interval decay", RunConfig("adam", 0.01, decay="fixed-interval")),
+)
+"""The lesson's seven runs: (label, configuration)."""
+
+
+def add_compare_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare",
+        help="the lesson's seven runs side by side: table, cost curves, decision boundaries",
+        description="Run the course's seven trainings (GD, momentum and Adam at 0.0007; GD with "
+        "inverse-time decay; GD, momentum and Adam with fixed-interval decay) and compare them.",
+    )
+    _add_common_flags(p)
+    p.set_defaults(run=run_compare)
+
+
+def compare_table(rows: Sequence[dict]) -> str:
+    """The comparison as a Markdown table (also readable as plain text)."""
+    lines = [
+        "| method | decay | learning rate | final cost | accuracy | seconds |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['method']} | {r['decay']} | {r['learning_rate']:g} | {r['final_cost']:.6f} "
+            f"| {r['accuracy']!r} | {r['seconds']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def fit_runs(
+    configs: Sequence[RunConfig], X, Y, *, on_epochs: Callable[[int], None] | None = None
+) -> list[tuple[train.FitResult, float]]:
+    """Fit several runs one after another, sharing compiled programs.
+
+    Every run gets the ``always_schedule`` form of its optimizer, so all runs of one optimizer have
+    one structure and compile once: the lesson's seven runs compile three programs, not six.
+    (Running the optimizers in parallel threads was measured and left out: XLA's CPU compiler
+    already uses every core, and three compiles at once were slower on two cores.)
+
+    Args:
+      configs: the runs.
+      X, Y: training data.
+      on_epochs: called with the number of epochs just completed, after every chunk.
+
+    Returns:
+      ``(result, seconds)`` per config, in order; seconds is the run's wall time, compile included.
+    """
+    fitted = []
+    for config in configs:
+        done = 0
+
+        def report(state: train.TrainState) -> None:
+            nonlocal done
+            if on_epochs is not None:
+                on_epochs(state.epoch - done)
+            done = state.epoch
+
+        run_start = time.perf_counter()
+        result = train.fit(
+            X, Y, LAYERS_DIMS, config.make_optimizer(X.shape[1], always_schedule=True),
+            num_epochs=config.epochs, mini_batch_size=config.mini_batch_size, seed=config.seed,
+            on_chunk=report,
+        )  # fmt: skip
+        fitted.append((result, time.perf_counter() - run_start))
+    return fitted
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    X, Y = data.load_moons()
+    labels, configs = zip(*COURSE_RUNS, strict=True)
+    bar = progress_bar(
+        sum(c.epochs for c in configs), enabled=progress_wanted(args.no_progress), desc="compare"
+    )
+    with bar:
+        fitted = fit_runs(configs, X, Y, on_epochs=bar.update)
+    rows = [
+        {
+            "method": label,
+            "optimizer": config.optimizer,
+            "decay": config.decay,
+            "learning_rate": config.learning_rate,
+            "final_cost": float(result.costs[-1]),
+            "accuracy": accuracy_of(result.params, X, Y),
+            "seconds": seconds,
+            "cost_at_epoch": {
+                str(e): float(result.costs[e]) for e in range(0, config.epochs, PRINT_EVERY)
+            },
+        }
+        for label, config, (result, seconds) in zip(labels, configs, fitted, strict=True)
+    ]
+    total = time.perf_counter() - start
+    table = compare_table(rows)
+    print(table)
+    print(f"{len(rows)} runs in {total:.2f} s ({environment()['float']}, {jax.default_backend()})")
+
+    if args.out is not None:
+        from jaxopt_lab import plots
+
+        costs = {label: result.costs for label, (result, _) in zip(labels, fitted, strict=True)}
+        write_json(args.out / "compare.json", rows)
+        env = environment()
+        (args.out / "compare.md").write_text(
+            table + f"\n\n{len(rows)} runs of {configs[0].epochs} epochs in {total:.2f} s "
+            f"(JAX {env['jax_version']}, {env['device']}, {env['float']}).\n"
+        )
+        plots.save_png(
+            plots.plot_cost_curves(costs, title="The lesson's seven runs: cost per epoch"),
+            args.out / "cost_curves.png",
+        )
+        titled = {
+            f"{row['method']}\naccuracy {row['accuracy']:.3f}": result.params
+            for row, (result, _) in zip(rows, fitted, strict=True)
+        }
+        plots.save_png(plots.plot_decision_boundaries(titled, X, Y), args.out / "boundaries.png")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# paths
+# ---------------------------------------------------------------------------------------------
+
+
+def add_paths_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "paths",
+        help="draw GD, noisy GD, momentum, RMSprop and Adam on a bowl and on Rosenbrock",
+        description="Draw the trajectories of the lesson's optimizers on an elongated quadratic "
+        "bowl and on the Rosenbrock function, in one PNG.",
+    )
+    p.add_argument(
+        "--out",
+        type=output_dir,
+        metavar="DIR",
+        default=Path("."),
+        help="folder for paths.png (default: the current folder)",
+    )
+    p.add_argument(
+        "--seed",
+        type=nonnegative_int,
+        default=0,
+        help="seed of the gradient noise of noisy GD (default: %(default)s)",
+    )
+    p.set_defaults(run=run_paths, x64=False)
+
+
+def run_paths(args: argparse.Namespace) -> int:
+    from jaxopt_lab import plots
+
+    path = plots.save_png(plots.plot_paths(seed=args.seed), args.out / "paths.png")
+    print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------------------------
+
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    add_train_parser,
+    add_compare_parser,
+    add_paths_parser,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="jaxopt-lab",
+        description="The optimization-methods lesson as fused JAX programs.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in SUBCOMMANDS:
+        add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a bad flag already reported in one line
+        return int(exit_.code or 0)
+    if args.x64:
+        # Before any array exists: arrays made earlier would stay float32.
+        jax.config.update("jax_enable_x64", True)
+    enable_compilation_cache()
+    try:
+        return args.run(args)
+    except train.DivergenceError as error:
+        print(f"diverged at epoch {error.epoch}", file=sys.stderr)
+        return 1
