@@ -153,13 +153,12 @@ def test_seeds_and_modes_give_different_runs():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("chunk_epochs", [7, 50])
 @MODES
-def test_results_do_not_depend_on_the_chunk_size(seed, chunk_epochs):
+def test_results_do_not_depend_on_the_chunk_size(seed):
+    # 100 = 14 * 7 + 2: chunks of 7 epochs and a short, padded last chunk, against one chunk of 100
     chunked = train.fit(
-        X, Y, LAYERS, optimizers.adam(0.01), num_epochs=EPOCHS, seed=seed,
-        chunk_epochs=chunk_epochs,
-    )  # fmt: skip
+        X, Y, LAYERS, optimizers.adam(0.01), num_epochs=EPOCHS, seed=seed, chunk_epochs=7
+    )
     assert_trees_equal(chunked.params, uninterrupted(seed).params)
     assert_trees_equal(chunked.opt_state, uninterrupted(seed).opt_state)
     np.testing.assert_array_equal(chunked.costs, uninterrupted(seed).costs)
