@@ -133,8 +133,8 @@ class RunConfig(NamedTuple):
             return schedules.fixed_interval(self.learning_rate, self.decay_rate, self.time_interval)
         return None
 
-    def make_optimizer(self, m: int, *, always_schedule: bool = False):
-        """The hand-rolled optimizer of this run for ``m`` training examples.
+    def learning_rate_schedule(self, m: int, *, always_schedule: bool = False):
+        """The learning rate the optimizer gets for ``m`` training examples: a float or a schedule.
 
         The decay keeps the course's one-epoch lag, so printed costs equal the course's. With
         ``always_schedule`` every run gets a ``fixed_interval`` schedule (no decay: rate 0, exactly
@@ -146,10 +146,14 @@ class RunConfig(NamedTuple):
             rate = 0.0 if self.decay == "none" else self.decay_rate
             interval = 1 if self.decay == "inverse-time" else self.time_interval
             rule = schedules.fixed_interval(self.learning_rate, rate, interval)
-        lr = self.learning_rate
-        if rule is not None:
-            steps_per_epoch = len(data.batch_sizes(m, self.mini_batch_size))
-            lr = schedules.per_step(rule, steps_per_epoch, lag=True)
+        if rule is None:
+            return self.learning_rate
+        steps_per_epoch = len(data.batch_sizes(m, self.mini_batch_size))
+        return schedules.per_step(rule, steps_per_epoch, lag=True)
+
+    def make_optimizer(self, m: int, *, always_schedule: bool = False):
+        """The hand-rolled optimizer of this run for ``m`` examples (see ``learning_rate_schedule``)."""
+        lr = self.learning_rate_schedule(m, always_schedule=always_schedule)
         if self.optimizer == "gd":
             return optimizers.gd(lr)
         if self.optimizer == "momentum":
@@ -209,9 +213,12 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
+_predict = jax.jit(model.predict)  # one compiled program instead of one per primitive
+
+
 def accuracy_of(params: model.Params, X: np.ndarray, Y: np.ndarray) -> float:
     """The course's accuracy: ``np.mean(predictions == Y)`` as a Python float (float64)."""
-    predictions = np.asarray(model.predict(params, jax.numpy.asarray(X, params["W1"].dtype)))
+    predictions = np.asarray(_predict(params, jax.numpy.asarray(X, params["W1"].dtype)))
     return float(np.mean(predictions == np.asarray(Y)))
 
 
@@ -330,7 +337,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = _config_from(args)
     X, Y = data.load_moons()
-    optimizer = config.make_optimizer(X.shape[1])
+    # The shared-structure form: the same numbers, and the same compiled program as `compare`'s
+    # run of this optimizer, so either command warms the persistent cache for the other.
+    optimizer = config.make_optimizer(X.shape[1], always_schedule=True)
     bar = progress_bar(config.epochs, enabled=progress_wanted(args.no_progress))
     printed = 0
 
@@ -580,3 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except train.DivergenceError as error:
         print(f"diverged at epoch {error.epoch}", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
