@@ -1,0 +1,224 @@
+"""Grids of training runs as one program: :func:`train.run_chunk` vmapped over configurations.
+
+A sweep trains every (hyperparameters, seed) pair of a grid at once. The runs are laid out as a
+``(seeds, hyperparameters)`` array of configurations: the outer ``vmap`` is over seeds (each seed
+has its own initial parameters and epoch shuffles), the inner one over hyperparameter settings
+that share those shuffles, so one epoch's mini-batches are gathered once per seed, not once per
+run. The larger of the two axes is split across a :class:`jax.sharding.Mesh` of all devices.
+Epochs run in chunks, as in :func:`train.fit`, so memory does not grow with the number of epochs.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxopt_lab import data, model, optimizers, train
+
+AXIS = "configs"  # the mesh axis the configurations are split over
+PERMUTATION_BUDGET = 2**24  # int32 entries of a chunk's shuffles per device (64 MiB)
+
+# XLA:CPU hands small reductions to YNNPACK by default; for the lesson's tiny layers each library
+# call costs far more than its arithmetic (measured: a 256-run sweep 3-6x slower with them).
+CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+OptimizerFactory = Callable[..., optax.GradientTransformation]
+
+
+def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of a grid, last key fastest: ``{"a": [1, 2], "b": [3]}`` ->
+    ``[{"a": 1, "b": 3}, {"a": 2, "b": 3}]``."""
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def _stack_numbers(optimizers_: Sequence[optax.GradientTransformation]):
+    """The traced numbers of many optimizers of one structure, stacked leaf by leaf."""
+    splits = [train.split_optimizer(opt) for opt in optimizers_]
+    static = splits[0][1]
+    for _, other in splits[1:]:
+        if other != static:
+            raise ValueError(
+                "every configuration of a sweep must build an optimizer of the same structure "
+                "(same transformations, same kind of learning rate); only numbers may vary"
+            )
+    columns = zip(*(numbers for numbers, _ in splits), strict=True)
+    return [jnp.stack([jnp.asarray(v) for v in column]) for column in columns], static
+
+
+def _pad(values: Sequence, multiple: int) -> list:
+    """Repeat the last value so the length is a multiple of ``multiple`` (rows dropped later)."""
+    values = list(values)
+    return values + values[-1:] * (-len(values) % multiple)
+
+
+def _initial_states(layers_dims, seeds, settings, numbers, static):
+    """``fit``'s starting point of every run, shape (seeds, settings, ...).
+
+    Parameters depend on the seed only. The optimizer's initial state is taken from the first
+    setting and shared by all (the lesson's optimizers start from zeros and a zero count, whatever
+    their hyperparameters). Eager, like ``fit``'s own start, so it compiles nothing new.
+    """
+    first = train.join_optimizer([n[0, 0] for n in numbers], static)
+    states = [train.init_state(list(layers_dims), first, seed) for seed in seeds]
+    return jax.tree.map(
+        lambda *leaves: jnp.repeat(jnp.stack(leaves)[:, None], settings, axis=1),
+        *[(state.params, state.opt_state) for state in states],
+    )
+
+
+@functools.cache
+def _programs(layers_dims, static, mini_batch_size, length, m, mesh, shard_seeds):
+    """The jitted init, chunk and accuracy programs of one sweep shape, cached across calls."""
+    spec = PartitionSpec(AXIS) if shard_seeds else PartitionSpec(None, AXIS)
+    runs = NamedSharding(mesh, spec)  # arrays with leading (seeds, hyperparameters) axes
+    seeds_only = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec())
+    replicated = NamedSharding(mesh, PartitionSpec())
+    options = CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+
+    run = functools.partial(
+        train.run_chunk, static=static, mini_batch_size=mini_batch_size, length=length
+    )
+    # The inner vmap shares the seed's shuffles (perms) across its hyperparameter settings.
+    run_settings = jax.vmap(run, in_axes=(0, 0, 0, None, None, None, None, None))
+
+    def chunk_one_seed(params, opt_state, numbers, XY, key, first_epoch, n_epochs):
+        epochs = first_epoch + jnp.arange(length)
+        perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
+        return run_settings(params, opt_state, numbers, XY, perms, key, first_epoch, n_epochs)
+
+    chunk = jax.jit(
+        jax.vmap(chunk_one_seed, in_axes=(0, 0, 0, None, 0, None, None)),
+        in_shardings=(runs, runs, runs, replicated, seeds_only, replicated, replicated),
+        out_shardings=runs, donate_argnums=(0, 1), compiler_options=options,
+    )  # fmt: skip
+
+    predict = jax.jit(
+        jax.vmap(jax.vmap(model.predict, in_axes=(0, None)), in_axes=(0, None)),
+        in_shardings=(runs, replicated), out_shardings=runs, compiler_options=options,
+    )  # fmt: skip
+    return chunk, predict
+
+
+def sweep(
+    X,
+    Y,
+    layers_dims: Sequence[int],
+    optimizer: str | OptimizerFactory,
+    grid: Mapping[str, Sequence[Any]],
+    *,
+    seeds: Sequence[int] = (0,),
+    num_epochs: int = 1000,
+    mini_batch_size: int = 64,
+    chunk_epochs: int | None = None,
+    keep_costs: bool = False,
+    devices: Sequence[jax.Device] | None = None,
+    on_chunk: Callable[[int, jax.Array], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train every point of ``grid`` for every seed, as one sharded, vmapped program.
+
+    Row ``(config, seed)`` is the run ``train.fit(X, Y, layers_dims, factory(**config),
+    seed=seed, ...)`` to float tolerance: the same epoch loop (:func:`train.run_chunk`), the same
+    initial parameters and the same shuffles. A run that diverges is not an error here: its
+    ``final_cost`` is NaN.
+
+    Args:
+      X, Y: features (n_x, m) and 0/1 labels (1, m), examples as columns.
+      layers_dims: layer widths, e.g. ``[2, 5, 2, 1]``.
+      optimizer: a name in :data:`optimizers.OPTIMIZERS`, or a factory returning an
+        ``optax.GradientTransformation`` from keyword arguments. Every configuration must build
+        the same structure (numbers vary, functions do not): a float learning rate in one and a
+        schedule in another cannot share a program.
+      grid: the factory's keyword arguments, each with the values to try; the runs are the
+        cartesian product, e.g. ``{"learning_rate": [1e-3, 1e-2], "b1": [0.8, 0.9]}``.
+      seeds: JAX seeds (as ``fit``'s ``seed``); every configuration runs with each.
+      num_epochs, mini_batch_size: as in :func:`train.fit`.
+      chunk_epochs: epochs per compiled call (default up to 1000, fewer for many seeds so a
+        chunk's shuffles fit in memory). Results do not depend on it.
+      keep_costs: also return every epoch's cost per run (``"costs"``; num_epochs floats a run).
+      devices: devices to split the runs over (default: all of ``jax.devices()``).
+      on_chunk: called after every chunk with the epochs done so far and the chunk's costs,
+        shape (seeds, configurations, chunk), padding included (e.g. for a progress bar).
+
+    Returns:
+      One dict per run, configurations in grid order with seeds fastest: ``{"optimizer",
+      **config, "seed", "final_cost", "accuracy"}`` (plus ``"costs"`` with ``keep_costs``), where
+      ``final_cost`` is the last epoch's cost and ``accuracy`` is ``float(np.mean(pred == Y))``.
+
+    Example:
+      >>> from jaxopt_lab import data
+      >>> X, Y = data.load_moons()
+      >>> rows = sweep(X, Y, [2, 5, 2, 1], "adam", {"learning_rate": [0.001, 0.01]},
+      ...              seeds=[0, 1], num_epochs=10)
+      >>> [(r["learning_rate"], r["seed"]) for r in rows]
+      [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
+    """
+    if isinstance(optimizer, str):
+        name, factory = optimizer, optimizers.OPTIMIZERS[optimizer]
+    else:
+        name, factory = getattr(optimizer, "__name__", type(optimizer).__name__), optimizer
+    configs, seeds = grid_points(grid), [int(s) for s in seeds]
+    if not configs or not seeds:
+        raise ValueError("a sweep needs at least one configuration and one seed")
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+
+    devices = list(devices if devices is not None else jax.devices())
+    mesh = Mesh(np.asarray(devices), (AXIS,))
+    # Split the longer axis: a seed-only sweep shards seeds, a grid over one seed its settings.
+    shard_seeds = len(seeds) > len(configs)
+    padded_seeds = _pad(seeds, len(devices)) if shard_seeds else seeds
+    padded_configs = configs if shard_seeds else _pad(configs, len(devices))
+
+    dtype = jnp.result_type(float)
+    XY = np.concatenate([np.asarray(X), np.asarray(Y)], axis=0).astype(dtype)
+    m = XY.shape[1]
+    numbers, static = _stack_numbers([factory(**config) for config in padded_configs])
+    # (hyperparameters,) -> (seeds, hyperparameters): every seed runs every setting.
+    numbers = [jnp.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
+
+    seeds_per_device = len(padded_seeds) // len(devices) if shard_seeds else len(padded_seeds)
+    length = min(chunk_epochs or train.DEFAULT_CHUNK_EPOCHS, num_epochs)
+    if chunk_epochs is None:
+        length = max(1, min(length, PERMUTATION_BUDGET // (seeds_per_device * m)))
+    chunk, predict = _programs(
+        tuple(layers_dims), static, mini_batch_size, length, m, mesh, shard_seeds
+    )
+
+    params, opt_state = _initial_states(
+        layers_dims, padded_seeds, len(padded_configs), numbers, static
+    )
+    keys = jnp.stack([train.shuffle_key(seed) for seed in padded_seeds])
+    history = []
+    epoch = 0
+    while epoch < num_epochs:
+        n = min(length, num_epochs - epoch)
+        params, opt_state, costs = chunk(params, opt_state, numbers, XY, keys, epoch, n)
+        if keep_costs:
+            history.append(np.asarray(costs[..., :n]))
+        epoch += n
+        if on_chunk is not None:
+            on_chunk(epoch, costs.block_until_ready())
+    final_costs = np.asarray(costs[..., n - 1])
+    correct = np.asarray(predict(params, XY[:-1])) == XY[-1:]
+    accuracies = correct.mean(axis=(-2, -1))
+    all_costs = np.concatenate(history, axis=-1) if keep_costs else None
+
+    rows = []
+    for c, config in enumerate(configs):
+        for s, seed in enumerate(seeds):
+            row = {"optimizer": name, **config, "seed": seed}
+            row["final_cost"] = float(final_costs[s, c])
+            row["accuracy"] = float(accuracies[s, c])
+            if keep_costs:
+                row["costs"] = all_costs[s, c].tolist()
+            rows.append(row)
+    return rows

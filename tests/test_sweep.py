@@ -1,0 +1,137 @@
+"""Sweeps (jaxopt_lab.sweep): every row is the standalone ``fit`` of its configuration and seed,
+whatever the number of devices, padding and chunking.
+
+Compiling the vmapped program dominates, so the tests use few epochs and share one grid shape.
+Several host devices only exist if XLA is told before JAX starts, hence the subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from jaxopt_lab import data, model, optimizers, sweep, train
+
+LAYERS = [2, 5, 2, 1]
+X, Y = data.load_moons()
+EPOCHS = 12
+GRID = {"learning_rate": [0.002, 0.02, 0.2], "b1": [0.8, 0.9]}
+SEEDS = [0, 7]
+CHUNK = 5
+
+
+def standalone(config: dict, seed: int, epochs: int = EPOCHS) -> tuple[np.ndarray, float]:
+    """``fit`` of one configuration, and its accuracy as the course computes it."""
+    result = train.fit(
+        X, Y, LAYERS, optimizers.adam(**config), num_epochs=epochs, seed=seed, chunk_epochs=epochs
+    )
+    predictions = np.asarray(model.predict(result.params, jax.numpy.asarray(X, "float32")))
+    return result.costs, float(np.mean(predictions == Y))
+
+
+def test_grid_points_are_the_cartesian_product_last_key_fastest():
+    points = sweep.grid_points({"a": [1, 2], "b": [3, 4, 5]})
+    assert points[:3] == [{"a": 1, "b": 3}, {"a": 1, "b": 4}, {"a": 1, "b": 5}]
+    assert len(points) == 6
+
+
+@pytest.fixture(scope="module")
+def rows():
+    # chunk_epochs=5 cuts 12 epochs as 5 + 5 + 2: a short last chunk, shuffles drawn per chunk.
+    return sweep.sweep(
+        X, Y, LAYERS, "adam", GRID, seeds=SEEDS, num_epochs=EPOCHS, chunk_epochs=CHUNK,
+        keep_costs=True,
+    )  # fmt: skip
+
+
+def test_rows_equal_standalone_fits(rows):
+    assert [(r["learning_rate"], r["b1"], r["seed"]) for r in rows] == [
+        (lr, b1, s) for lr in GRID["learning_rate"] for b1 in GRID["b1"] for s in SEEDS
+    ]
+    for row in rows:
+        config = {"learning_rate": row["learning_rate"], "b1": row["b1"]}
+        costs, accuracy = standalone(config, row["seed"])
+        np.testing.assert_allclose(row["costs"], costs, rtol=2e-5, atol=1e-6)
+        assert row["final_cost"] == row["costs"][-1]
+        assert row["accuracy"] == accuracy
+        assert row["optimizer"] == "adam"
+
+
+def test_without_history_rows_keep_only_the_final_cost(rows):
+    plain = sweep.sweep(X, Y, LAYERS, "adam", GRID, seeds=SEEDS, num_epochs=EPOCHS,
+                        chunk_epochs=CHUNK)  # fmt: skip
+    assert all("costs" not in row for row in plain)
+    assert [r["final_cost"] for r in plain] == [r["final_cost"] for r in rows]
+
+
+def test_a_factory_with_a_schedule_sweeps_its_numbers():
+    def decayed_gd(learning_rate, decay_rate):
+        schedule = lambda step: learning_rate / (1 + decay_rate * step)  # noqa: E731
+        return optimizers.gd(schedule)
+
+    with pytest.raises(ValueError, match="same structure"):
+        # Each lambda is a new function: a structure of its own, not a traced number.
+        sweep.sweep(X, Y, LAYERS, decayed_gd, {"learning_rate": [0.1], "decay_rate": [0, 1]},
+                    num_epochs=2)  # fmt: skip
+
+    from jaxopt_lab import schedules
+
+    def inverse_time_gd(learning_rate, decay_rate):
+        rule = schedules.inverse_time(learning_rate, decay_rate)
+        return optimizers.gd(schedules.per_step(rule, 5, lag=True))
+
+    grid = {"learning_rate": [0.1], "decay_rate": [0.0, 1.0]}
+    rows = sweep.sweep(X, Y, LAYERS, inverse_time_gd, grid, seeds=[3], num_epochs=EPOCHS)
+    for row in rows:
+        fit = train.fit(X, Y, LAYERS, inverse_time_gd(0.1, row["decay_rate"]),
+                        num_epochs=EPOCHS, seed=3)  # fmt: skip
+        np.testing.assert_allclose(row["final_cost"], fit.costs[-1], rtol=2e-5)
+    assert rows[0]["optimizer"] == "inverse_time_gd"
+
+
+FOUR_DEVICES = textwrap.dedent(
+    """
+    import json, sys
+    import jax
+    from jaxopt_lab import data, sweep
+    assert len(jax.devices()) == 4, jax.devices()
+    X, Y = data.load_moons()
+    grid, seeds, epochs, chunk = json.loads(sys.argv[1])
+    # 6 settings x 2 seeds shards settings (6 -> 8 rows); 1 setting x 5 seeds shards seeds (5 -> 8).
+    many_settings = sweep.sweep(X, Y, [2, 5, 2, 1], "adam", grid, seeds=seeds, num_epochs=epochs,
+                                chunk_epochs=chunk)
+    many_seeds = sweep.sweep(X, Y, [2, 5, 2, 1], "adam", {"learning_rate": [0.02]},
+                             seeds=range(5), num_epochs=epochs, chunk_epochs=chunk)
+    print(json.dumps([many_settings, many_seeds]))
+    """
+)
+
+
+def test_four_host_devices_give_the_rows_of_one_with_padding(rows):
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", FOUR_DEVICES, json.dumps([GRID, SEEDS, EPOCHS, CHUNK])],
+        env=env, capture_output=True, text=True, check=True, timeout=120,
+    )  # fmt: skip
+    many_settings, many_seeds = json.loads(out.stdout.splitlines()[-1])
+
+    assert len(many_settings) == len(rows) == 12
+    for four, one in zip(many_settings, rows, strict=True):
+        assert {k: four[k] for k in ("learning_rate", "b1", "seed", "accuracy")} == {
+            k: one[k] for k in ("learning_rate", "b1", "seed", "accuracy")
+        }
+        np.testing.assert_allclose(four["final_cost"], one["final_cost"], rtol=2e-5)
+
+    assert [r["seed"] for r in many_seeds] == list(range(5))
+    for row in many_seeds:
+        costs, accuracy = standalone({"learning_rate": 0.02}, row["seed"])
+        np.testing.assert_allclose(row["final_cost"], costs[-1], rtol=2e-5)
+        assert row["accuracy"] == accuracy
