@@ -56,7 +56,8 @@ _TABLES = [
         ("ratio", lambda r: f"{r['time_ratio']:.3f}"),
         ("rounds", lambda r: r["rounds"]),
     ]),
-    ("sweep", "Sweep throughput (run_chunk vmapped over learning rates)", [
+    ("sweep", "Sweep throughput (Adam runs differing in learning rate, one vmapped program)", [
+        ("how", lambda r: r["name"]),
         ("configs", lambda r: r["configs"]),
         ("dtype", lambda r: r["dtype"]),
         ("compile s", lambda r: r["compile_s"]),

@@ -55,27 +55,29 @@ SCALING_SECONDS = (0.5, 0.02)  # rough target length of one scaling run, to choo
 # ---------------------------------------------------------------------------------------------
 
 
-def time_round_robin(runners: list[contenders.Runner], runs: int) -> dict[str, list[float]]:
+def time_round_robin(
+    runners: list[contenders.Runner], runs: int
+) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
     """One warm-up run each, then ``runs`` rounds that run every contender once, in turn.
 
     Returns:
-      Wall seconds of each timed run, by runner name. Each run blocks until its results are on the
-      host (the costs come back as a NumPy array), so asynchronous dispatch cannot hide work.
+      Wall seconds of each timed run and the costs of the last run, by runner name. Each run
+      blocks until its results are on the host (the costs come back as a NumPy array), so
+      asynchronous dispatch cannot hide work.
     """
-    for runner in runners:
-        runner.run()
+    costs = {runner.name: runner.run() for runner in runners}
     seconds: dict[str, list[float]] = {runner.name: [] for runner in runners}
     for _ in range(runs):
         for runner in runners:
             start = time.perf_counter()
-            runner.run()
+            costs[runner.name] = runner.run()
             seconds[runner.name].append(time.perf_counter() - start)
-    return seconds
+    return seconds, costs
 
 
 def median_seconds(runner: contenders.Runner, runs: int) -> float:
     """Median wall time of ``runs`` runs after one warm-up."""
-    return median(time_round_robin([runner], runs)[runner.name])
+    return median(time_round_robin([runner], runs)[0][runner.name])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,12 +95,11 @@ def contender_rows(work: contenders.Work, runs: int, paired_rounds: int, device:
     if contenders.torch_available():
         runners.append(contenders.make_torch(work, dtype, "cuda" if device == "gpu" else "cpu"))
 
-    baseline_costs = runners[0].run()
-    seconds = time_round_robin(runners, runs)
+    seconds, costs = time_round_robin(runners, runs)
+    baseline_costs = costs[runners[0].name]
     baseline_us = median(seconds[runners[0].name]) / work.steps * 1e6
     rows = []
     for runner in runners:
-        costs = runner.run()
         us = median(seconds[runner.name]) / work.steps * 1e6
         rows.append({
             "section": "contenders",
@@ -113,8 +114,10 @@ def contender_rows(work: contenders.Work, runs: int, paired_rounds: int, device:
             "run_s": median(seconds[runner.name]),
             "us_per_step": us,
             "speedup_vs_numpy": baseline_us / us,
-            "final_cost": float(costs[-1]),
-            "max_abs_cost_diff_vs_numpy": float(np.max(np.abs(costs - baseline_costs))),
+            "final_cost": float(costs[runner.name][-1]),
+            "max_abs_cost_diff_vs_numpy": float(
+                np.max(np.abs(costs[runner.name] - baseline_costs))
+            ),
         })  # fmt: skip
     shuffle_us = contenders.host_shuffle_seconds(work) / work.steps * 1e6
     for row in rows:
