@@ -57,9 +57,11 @@ def plot_cost_curves(
     """
     fig = Figure(figsize=(7.5, 4.5))
     ax = fig.add_subplot()
-    for label, costs in curves.items():
+    for i, (label, costs) in enumerate(curves.items()):
         costs = np.asarray(costs)
-        ax.plot(np.arange(costs.size), costs, label=label, linewidth=1.4)
+        # Alternate solid and dashed so that runs with near-equal costs stay visible.
+        style = "-" if i % 2 == 0 else "--"
+        ax.plot(np.arange(costs.size), costs, style, label=label, linewidth=1.4)
     ax.set(title=title, xlabel="epoch", ylabel="cost (cross-entropy)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
@@ -266,3 +268,73 @@ def plot_paths(seed: int = 0) -> Figure:
         ax.legend(fontsize=8, loc="lower right", framealpha=0.9)
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps
+# ---------------------------------------------------------------------------------------------
+
+SWEEP_RESULTS = ("optimizer", "seed", "final_cost", "accuracy", "costs")  # not grid axes
+
+
+def sweep_axes(rows: Sequence[Mapping]) -> list[str]:
+    """The grid axes of sweep rows, most distinct values first (ties keep the rows' key order)."""
+    names = [k for k in rows[0] if k not in SWEEP_RESULTS]
+    counts = {k: len({repr(r[k]) for r in rows}) for k in names}
+    return sorted(names, key=lambda k: -counts[k])
+
+
+def plot_sweep_heatmap(rows: Sequence[Mapping], *, title: str = "Sweep") -> Figure:
+    """Accuracy and final cost of a sweep over its two axes with the most values.
+
+    Each cell averages the runs that share its two values (all seeds, and any other axis); the
+    text in the cell is ``mean`` over ``± std`` across those runs, so the spread between seeds shows.
+
+    Args:
+      rows: the rows of :func:`jaxopt_lab.sweep.sweep`.
+      title: the figure's title.
+
+    Returns:
+      A figure with two heatmaps side by side (accuracy, final cost).
+    """
+    x_name, y_name = (sweep_axes(rows) + [None, None])[:2]
+
+    def values(name):
+        return sorted({r[name] for r in rows}, key=_sort_key) if name else [None]
+
+    xs, ys = values(x_name), values(y_name)
+    fig = Figure(figsize=(max(7.5, 1.3 * len(xs) * 2 + 2), max(3.0, 0.6 * len(ys) + 2)))
+    panels = fig.subplots(1, 2, squeeze=False)[0]
+    for ax, metric, cmap in zip(panels, ("accuracy", "final_cost"), ("viridis", "viridis_r"),
+                                strict=True):  # fmt: skip
+        mean = np.full((len(ys), len(xs)), np.nan)
+        std = np.full_like(mean, np.nan)
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                cell = [r[metric] for r in rows
+                        if (x_name is None or r[x_name] == x) and (y_name is None or r[y_name] == y)]  # fmt: skip
+                if cell:
+                    mean[i, j], std[i, j] = np.nanmean(cell), np.nanstd(cell)
+        image = ax.imshow(mean, cmap=cmap, aspect="auto", origin="lower")
+        fig.colorbar(image, ax=ax, shrink=0.85)
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                r, g, b, _ = image.cmap(image.norm(mean[i, j]))
+                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                ax.text(j, i, f"{mean[i, j]:.3f}\n±{std[i, j]:.3f}", ha="center", va="center",
+                        fontsize=7, color="white" if dark else "black")  # fmt: skip
+        ax.set_xticks(range(len(xs)), [_label(x) for x in xs], fontsize=8, rotation=30)
+        ax.set_yticks(range(len(ys)), [_label(y) for y in ys], fontsize=8)
+        ax.set(xlabel=x_name or "", ylabel=y_name or "", title=metric.replace("_", " "))
+    seeds = len({r["seed"] for r in rows})
+    fig.suptitle(f"{title}: mean ± std over {seeds} seed(s)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _sort_key(value):
+    return (isinstance(value, str), value)
+
+
+def _label(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

@@ -71,29 +71,13 @@ def test_without_history_rows_keep_only_the_final_cost(rows):
     assert [r["final_cost"] for r in plain] == [r["final_cost"] for r in rows]
 
 
-def test_a_factory_with_a_schedule_sweeps_its_numbers():
+def test_configurations_must_share_one_structure():
     def decayed_gd(learning_rate, decay_rate):
-        schedule = lambda step: learning_rate / (1 + decay_rate * step)  # noqa: E731
-        return optimizers.gd(schedule)
+        # A new lambda per configuration is a new function, not a traced number: refused early.
+        return optimizers.gd(lambda step: learning_rate / (1 + decay_rate * step))
 
     with pytest.raises(ValueError, match="same structure"):
-        # Each lambda is a new function: a structure of its own, not a traced number.
-        sweep.sweep(X, Y, LAYERS, decayed_gd, {"learning_rate": [0.1], "decay_rate": [0, 1]},
-                    num_epochs=2)  # fmt: skip
-
-    from jaxopt_lab import schedules
-
-    def inverse_time_gd(learning_rate, decay_rate):
-        rule = schedules.inverse_time(learning_rate, decay_rate)
-        return optimizers.gd(schedules.per_step(rule, 5, lag=True))
-
-    grid = {"learning_rate": [0.1], "decay_rate": [0.0, 1.0]}
-    rows = sweep.sweep(X, Y, LAYERS, inverse_time_gd, grid, seeds=[3], num_epochs=EPOCHS)
-    for row in rows:
-        fit = train.fit(X, Y, LAYERS, inverse_time_gd(0.1, row["decay_rate"]),
-                        num_epochs=EPOCHS, seed=3)  # fmt: skip
-        np.testing.assert_allclose(row["final_cost"], fit.costs[-1], rtol=2e-5)
-    assert rows[0]["optimizer"] == "inverse_time_gd"
+        sweep.sweep(X, Y, LAYERS, decayed_gd, {"learning_rate": [0.1], "decay_rate": [0, 1]})
 
 
 FOUR_DEVICES = textwrap.dedent(
@@ -104,12 +88,10 @@ FOUR_DEVICES = textwrap.dedent(
     assert len(jax.devices()) == 4, jax.devices()
     X, Y = data.load_moons()
     grid, seeds, epochs, chunk = json.loads(sys.argv[1])
-    # 6 settings x 2 seeds shards settings (6 -> 8 rows); 1 setting x 5 seeds shards seeds (5 -> 8).
-    many_settings = sweep.sweep(X, Y, [2, 5, 2, 1], "adam", grid, seeds=seeds, num_epochs=epochs,
-                                chunk_epochs=chunk)
-    many_seeds = sweep.sweep(X, Y, [2, 5, 2, 1], "adam", {"learning_rate": [0.02]},
-                             seeds=range(5), num_epochs=epochs, chunk_epochs=chunk)
-    print(json.dumps([many_settings, many_seeds]))
+    # 6 settings x 2 seeds: the settings axis is split, padded from 6 to 8.
+    rows = sweep.sweep(X, Y, [2, 5, 2, 1], "adam", grid, seeds=seeds, num_epochs=epochs,
+                       chunk_epochs=chunk)
+    print(json.dumps(rows))
     """
 )
 
@@ -121,7 +103,7 @@ def test_four_host_devices_give_the_rows_of_one_with_padding(rows):
         [sys.executable, "-c", FOUR_DEVICES, json.dumps([GRID, SEEDS, EPOCHS, CHUNK])],
         env=env, capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
-    many_settings, many_seeds = json.loads(out.stdout.splitlines()[-1])
+    many_settings = json.loads(out.stdout.splitlines()[-1])
 
     assert len(many_settings) == len(rows) == 12
     for four, one in zip(many_settings, rows, strict=True):
@@ -130,8 +112,34 @@ def test_four_host_devices_give_the_rows_of_one_with_padding(rows):
         }
         np.testing.assert_allclose(four["final_cost"], one["final_cost"], rtol=2e-5)
 
-    assert [r["seed"] for r in many_seeds] == list(range(5))
-    for row in many_seeds:
-        costs, accuracy = standalone({"learning_rate": 0.02}, row["seed"])
-        np.testing.assert_allclose(row["final_cost"], costs[-1], rtol=2e-5)
-        assert row["accuracy"] == accuracy
+
+def test_cli_sweep_writes_results_and_heatmap_and_rows_match_train(tmp_path, capsys):
+    from jaxopt_lab import cli
+
+    out = tmp_path / "sweep"
+    status = cli.main([
+        "sweep", "--optimizer", "momentum", "--learning-rate", "0.05", "0.5", "--beta", "0.8",
+        "0.9", "--decay", "none", "inverse-time", "--decay-rate", "0.3", "--seed", "0", "2",
+        "--epochs", str(EPOCHS), "--out", str(out), "--no-progress",
+    ])  # fmt: skip
+    assert status == 0
+    written = json.loads((out / "sweep.json").read_text())
+    assert written["devices"] == len(jax.devices())
+    results = written["results"]
+    assert len(results) == 2 * 2 * 2 * 2
+    assert set(results[0]) == {"optimizer", "learning_rate", "beta", "decay", "decay_rate",
+                               "seed", "final_cost", "accuracy"}  # fmt: skip
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    row = next(r for r in results if r["decay"] == "inverse-time" and r["seed"] == 2)
+    status = cli.main([
+        "train", "--optimizer", "momentum", "--learning-rate", str(row["learning_rate"]),
+        "--beta", str(row["beta"]), "--decay", row["decay"], "--decay-rate",
+        str(row["decay_rate"]), "--seed", str(row["seed"]), "--epochs", str(EPOCHS),
+        "--out", str(tmp_path / "train"), "--no-progress",
+    ])  # fmt: skip
+    assert status == 0
+    trained = json.loads((tmp_path / "train" / "result.json").read_text())
+    np.testing.assert_allclose(row["final_cost"], trained["final_cost"], rtol=2e-5)
+    assert row["accuracy"] == trained["accuracy"]
+    assert f"Accuracy: {row['accuracy']!r}" in capsys.readouterr().out
