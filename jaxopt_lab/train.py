@@ -365,7 +365,7 @@ def fit(
     compile_seconds = compile_clock.seconds - clock_start
     return FitResult(
         params=params,
-        costs=all_costs[:epoch],
+        costs=all_costs[:epoch].copy(),  # the states given to on_chunk keep views of the buffer
         opt_state=opt_state,
         compile_seconds=compile_seconds,
         run_seconds=time.perf_counter() - wall_start - compile_seconds,
