@@ -60,6 +60,27 @@ def _pad(values: Sequence, multiple: int) -> list:
     return values + values[-1:] * (-len(values) % multiple)
 
 
+def _global(tree, sharding: NamedSharding):
+    """Place host values on the mesh. Every process holds the same full values (they follow from
+    the grid and seeds), and each hands over only its own devices' rows, so this also works when
+    the mesh spans several processes (``jax.distributed``)."""
+
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+    return jax.tree.map(put, tree)
+
+
+def _host(x: jax.Array) -> np.ndarray:
+    """A sharded result as one NumPy array on every process."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def _initial_states(layers_dims, seeds, settings, numbers, static):
     """``fit``'s starting point of every run, shape (seeds, settings, ...).
 
@@ -105,7 +126,7 @@ def _programs(layers_dims, static, mini_batch_size, length, m, mesh, shard_seeds
         jax.vmap(jax.vmap(model.predict, in_axes=(0, None)), in_axes=(0, None)),
         in_shardings=(runs, replicated), out_shardings=runs, compiler_options=options,
     )  # fmt: skip
-    return chunk, predict
+    return chunk, predict, (runs, seeds_only, replicated)
 
 
 def sweep(
@@ -179,8 +200,8 @@ def sweep(
     padded_configs = configs if shard_seeds else _pad(configs, len(devices))
 
     dtype = jnp.result_type(float)
-    XY = np.concatenate([np.asarray(X), np.asarray(Y)], axis=0).astype(dtype)
-    m = XY.shape[1]
+    XY_host = np.concatenate([np.asarray(X), np.asarray(Y)], axis=0).astype(dtype)
+    m = XY_host.shape[1]
     numbers, static = _stack_numbers([factory(**config) for config in padded_configs])
     # (hyperparameters,) -> (seeds, hyperparameters): every seed runs every setting.
     numbers = [jnp.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
@@ -189,26 +210,28 @@ def sweep(
     length = min(chunk_epochs or train.DEFAULT_CHUNK_EPOCHS, num_epochs)
     if chunk_epochs is None:
         length = max(1, min(length, PERMUTATION_BUDGET // (seeds_per_device * m)))
-    chunk, predict = _programs(
+    chunk, predict, (runs, seeds_only, replicated) = _programs(
         tuple(layers_dims), static, mini_batch_size, length, m, mesh, shard_seeds
     )
 
     params, opt_state = _initial_states(
         layers_dims, padded_seeds, len(padded_configs), numbers, static
     )
-    keys = jnp.stack([train.shuffle_key(seed) for seed in padded_seeds])
+    params, opt_state, numbers = _global((params, opt_state, numbers), runs)
+    keys = _global(jnp.stack([train.shuffle_key(seed) for seed in padded_seeds]), seeds_only)
+    XY = _global(XY_host, replicated)
     history = []
     epoch = 0
     while epoch < num_epochs:
         n = min(length, num_epochs - epoch)
         params, opt_state, costs = chunk(params, opt_state, numbers, XY, keys, epoch, n)
         if keep_costs:
-            history.append(np.asarray(costs[..., :n]))
+            history.append(_host(costs)[..., :n])
         epoch += n
         if on_chunk is not None:
             on_chunk(epoch, costs.block_until_ready())
-    final_costs = np.asarray(costs[..., n - 1])
-    correct = np.asarray(predict(params, XY[:-1])) == XY[-1:]
+    final_costs = _host(costs)[..., n - 1]
+    correct = _host(predict(params, _global(XY_host[:-1], replicated))) == XY_host[-1:]
     accuracies = correct.mean(axis=(-2, -1))
     all_costs = np.concatenate(history, axis=-1) if keep_costs else None
 
