@@ -26,10 +26,6 @@ from jaxopt_lab import data, model, optimizers, train
 AXIS = "configs"  # the mesh axis the configurations are split over
 PERMUTATION_BUDGET = 2**24  # int32 entries of a chunk's shuffles per device (64 MiB)
 
-# XLA:CPU hands small reductions to YNNPACK by default; for the lesson's tiny layers each library
-# call costs far more than its arithmetic (measured: a 256-run sweep 3-6x slower with them).
-CPU_COMPILER_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
 OptimizerFactory = Callable[..., optax.GradientTransformation]
 
 
@@ -103,7 +99,7 @@ def _programs(layers_dims, static, mini_batch_size, length, m, mesh, shard_seeds
     runs = NamedSharding(mesh, spec)  # arrays with leading (seeds, hyperparameters) axes
     seeds_only = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec())
     replicated = NamedSharding(mesh, PartitionSpec())
-    options = CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+    options = train.CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
 
     run = functools.partial(
         train.run_chunk, static=static, mini_batch_size=mini_batch_size, length=length
@@ -186,11 +182,14 @@ def sweep(
         name, factory = optimizer, optimizers.OPTIMIZERS[optimizer]
     else:
         name, factory = getattr(optimizer, "__name__", type(optimizer).__name__), optimizer
-    configs, seeds = grid_points(grid), [int(s) for s in seeds]
+    configs, seeds = grid_points(grid), list(seeds)
     if not configs or not seeds:
-        raise ValueError("a sweep needs at least one configuration and one seed")
-    if num_epochs < 1:
-        raise ValueError(f"num_epochs must be >= 1, got {num_epochs}")
+        raise ValueError("a sweep needs at least one configuration (grid) and one seed (seeds)")
+    for seed in seeds:
+        train.check_fit_args(
+            X, Y, layers_dims, num_epochs=num_epochs, mini_batch_size=mini_batch_size, seed=seed,
+            chunk_epochs=chunk_epochs,
+        )  # fmt: skip
 
     devices = list(devices if devices is not None else jax.devices())
     mesh = Mesh(np.asarray(devices), (AXIS,))
