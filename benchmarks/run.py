@@ -46,6 +46,7 @@ SWEEP_EPOCHS = (1000, 5)
 SAMPLE_SIZES = ((300, 3000, 30_000, 300_000), (300, 3000))
 WIDTHS = ((5, 16, 64, 128, 256, 512), (5, 64))
 PAIRED_ROUNDS = (21, 3)  # extra interleaved hand-rolled/Optax rounds for their time ratio
+ROUND_SECONDS = (0.5, 0.0)  # a fast contender repeats within a round for about this long
 SCALING_RUNS = (3, 1)
 SCALING_SECONDS = (0.5, 0.02)  # rough target length of one scaling run, to choose its epochs
 
@@ -56,22 +57,32 @@ SCALING_SECONDS = (0.5, 0.02)  # rough target length of one scaling run, to choo
 
 
 def time_round_robin(
-    runners: list[contenders.Runner], runs: int
+    runners: list[contenders.Runner], runs: int, min_seconds: float = 0.0
 ) -> tuple[dict[str, list[float]], dict[str, np.ndarray]]:
-    """One warm-up run each, then ``runs`` rounds that run every contender once, in turn.
+    """One warm-up run each, then ``runs`` rounds that run every contender in turn.
+
+    In a round a contender runs once, or as many times as fit in about ``min_seconds`` (judged from
+    its warm-up), so fast contenders get more samples and a single burst of outside load moves
+    their median less.
 
     Returns:
-      Wall seconds of each timed run and the costs of the last run, by runner name. Each run
+      Wall seconds of every timed run and the costs of the last run, by runner name. Each run
       blocks until its results are on the host (the costs come back as a NumPy array), so
       asynchronous dispatch cannot hide work.
     """
-    costs = {runner.name: runner.run() for runner in runners}
+    costs, repeats = {}, {}
+    for runner in runners:
+        start = time.perf_counter()
+        costs[runner.name] = runner.run()
+        warm_up = time.perf_counter() - start
+        repeats[runner.name] = int(min(20, max(1, min_seconds / max(warm_up, 1e-9))))
     seconds: dict[str, list[float]] = {runner.name: [] for runner in runners}
     for _ in range(runs):
         for runner in runners:
-            start = time.perf_counter()
-            costs[runner.name] = runner.run()
-            seconds[runner.name].append(time.perf_counter() - start)
+            for _ in range(repeats[runner.name]):
+                start = time.perf_counter()
+                costs[runner.name] = runner.run()
+                seconds[runner.name].append(time.perf_counter() - start)
     return seconds, costs
 
 
@@ -85,7 +96,7 @@ def median_seconds(runner: contenders.Runner, runs: int) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def contender_rows(work: contenders.Work, runs: int, paired_rounds: int, device: str) -> list[dict]:
+def contender_rows(work: contenders.Work, runs: int, pick: int, device: str) -> list[dict]:
     """Every contender on the course's work, in JAX's current float dtype, against NumPy float64."""
     dtype = contenders.jax_dtype_name()
     runners = [contenders.make_numpy(work, "float64")]
@@ -93,9 +104,9 @@ def contender_rows(work: contenders.Work, runs: int, paired_rounds: int, device:
     runners.append(contenders.make_fused(work, "hand-rolled"))
     runners.append(contenders.make_fused(work, "optax"))
     if contenders.torch_available():
-        runners.append(contenders.make_torch(work, dtype, "cuda" if device == "gpu" else "cpu"))
+        runners.append(contenders.make_torch(work, dtype, contenders.torch_device(device)))
 
-    seconds, costs = time_round_robin(runners, runs)
+    seconds, costs = time_round_robin(runners, runs, min_seconds=ROUND_SECONDS[pick])
     baseline_costs = costs[runners[0].name]
     baseline_us = median(seconds[runners[0].name]) / work.steps * 1e6
     rows = []
@@ -126,6 +137,7 @@ def contender_rows(work: contenders.Work, runs: int, paired_rounds: int, device:
 
     fused = [r for r in runners if r.name.startswith("fused")]
     paired = {r.name: [] for r in fused}
+    paired_rounds = PAIRED_ROUNDS[pick]
     for i in range(paired_rounds):
         order = fused if i % 2 == 0 else fused[::-1]  # alternate who goes first
         for runner in order:
@@ -326,14 +338,14 @@ def main(argv: list[str] | None = None) -> dict:
     work = contenders.Work(X, Y, COURSE_LAYERS, EPOCHS[pick])
 
     if args.float64_rows is not None:  # the child: float64 contenders only
-        rows = contender_rows(work, args.runs, PAIRED_ROUNDS[pick], args.device)
+        rows = contender_rows(work, args.runs, pick, args.device)
         args.float64_rows.write_text(json.dumps(rows))
         return {"rows": rows}
 
     rows = []
     if "contenders" in args.sections:
         print(f"contenders, float32, {work.num_epochs} epochs ...", flush=True)
-        rows += contender_rows(work, args.runs, PAIRED_ROUNDS[pick], args.device)
+        rows += contender_rows(work, args.runs, pick, args.device)
     if "float64" in args.sections:
         print("contenders, float64 (child process) ...", flush=True)
         rows += run_float64_child(args)
