@@ -133,16 +133,16 @@ class RunConfig(NamedTuple):
             return schedules.fixed_interval(self.learning_rate, self.decay_rate, self.time_interval)
         return None
 
-    def learning_rate_schedule(self, m: int, *, always_schedule: bool = False):
+    def learning_rate_schedule(self, m: int, *, shared_structure: bool = False):
         """The learning rate the optimizer gets for ``m`` training examples: a float or a schedule.
 
         The decay keeps the course's one-epoch lag, so printed costs equal the course's. With
-        ``always_schedule`` every run gets a ``fixed_interval`` schedule (no decay: rate 0, exactly
-        ``lr0 / 1``; inverse-time: interval 1, exactly ``lr0 / (1 + rate * epoch)``), so all runs of
-        one optimizer share a structure and therefore one compiled program.
+        ``shared_structure`` every run gets a ``fixed_interval`` schedule (no decay: rate 0, exactly
+        ``lr0 / 1``; inverse-time: interval 1, exactly ``lr0 / (1 + rate * epoch)``), so that runs
+        differ in traced numbers only (see :meth:`make_optimizer`).
         """
         rule = self.epoch_rule()
-        if always_schedule:
+        if shared_structure:
             rate = 0.0 if self.decay == "none" else self.decay_rate
             interval = 1 if self.decay == "inverse-time" else self.time_interval
             rule = schedules.fixed_interval(self.learning_rate, rate, interval)
@@ -151,11 +151,18 @@ class RunConfig(NamedTuple):
         steps_per_epoch = len(data.batch_sizes(m, self.mini_batch_size))
         return schedules.per_step(rule, steps_per_epoch, lag=True)
 
-    def make_optimizer(self, m: int, *, always_schedule: bool = False):
-        """The hand-rolled optimizer of this run for ``m`` examples (see ``learning_rate_schedule``)."""
-        lr = self.learning_rate_schedule(m, always_schedule=always_schedule)
+    def make_optimizer(self, m: int, *, shared_structure: bool = False):
+        """The hand-rolled optimizer of this run for ``m`` training examples.
+
+        With ``shared_structure`` the run is built in the form that shares compiled programs with
+        the most other runs, computing bit for bit the same numbers: the learning rate is always a
+        schedule (see :meth:`learning_rate_schedule`), and gradient descent is momentum with
+        ``beta = 0`` (``v = 0 * v + 1 * g`` is exactly ``g``). The lesson's seven runs then compile
+        two programs (momentum, Adam) instead of six.
+        """
+        lr = self.learning_rate_schedule(m, shared_structure=shared_structure)
         if self.optimizer == "gd":
-            return optimizers.gd(lr)
+            return optimizers.momentum(lr, 0.0) if shared_structure else optimizers.gd(lr)
         if self.optimizer == "momentum":
             return optimizers.momentum(lr, self.beta)
         if self.optimizer == "rmsprop":
@@ -339,7 +346,7 @@ def run_train(args: argparse.Namespace) -> int:
     X, Y = data.load_moons()
     # The shared-structure form: the same numbers, and the same compiled program as `compare`'s
     # run of this optimizer, so either command warms the persistent cache for the other.
-    optimizer = config.make_optimizer(X.shape[1], always_schedule=True)
+    optimizer = config.make_optimizer(X.shape[1], shared_structure=True)
     bar = progress_bar(config.epochs, enabled=progress_wanted(args.no_progress))
     printed = 0
 
@@ -432,10 +439,9 @@ def fit_runs(
 ) -> list[tuple[train.FitResult, float]]:
     """Fit several runs one after another, sharing compiled programs.
 
-    Every run gets the ``always_schedule`` form of its optimizer, so all runs of one optimizer have
-    one structure and compile once: the lesson's seven runs compile three programs, not six.
-    (Running the optimizers in parallel threads was measured and left out: XLA's CPU compiler
-    already uses every core, and three compiles at once were slower on two cores.)
+    Every run gets the ``shared_structure`` form of its optimizer, so runs that differ only in
+    numbers compile once: the lesson's seven runs compile two programs, not six. (Fitting the
+    optimizers in parallel threads was measured and left out: no faster on two cores.)
 
     Args:
       configs: the runs.
@@ -457,7 +463,7 @@ def fit_runs(
 
         run_start = time.perf_counter()
         result = train.fit(
-            X, Y, LAYERS_DIMS, config.make_optimizer(X.shape[1], always_schedule=True),
+            X, Y, LAYERS_DIMS, config.make_optimizer(X.shape[1], shared_structure=True),
             num_epochs=config.epochs, mini_batch_size=config.mini_batch_size, seed=config.seed,
             on_chunk=report,
         )  # fmt: skip
@@ -685,7 +691,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     def make_optimizer(**config):
         # The shared-structure form, as `train` builds it: decays differ in numbers only.
-        return RunConfig(**fixed, **config).make_optimizer(X.shape[1], always_schedule=True)
+        return RunConfig(**fixed, **config).make_optimizer(X.shape[1], shared_structure=True)
 
     runs = len(sweep.grid_points(grid)) * len(args.seed)
     bar = progress_bar(args.epochs, enabled=progress_wanted(args.no_progress), desc="sweep")

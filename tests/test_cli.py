@@ -226,18 +226,18 @@ def test_rmsprop_takes_beta_as_decay_and_epsilon_as_eps():
     assert jax.tree.leaves(config.make_optimizer(300)) == jax.tree.leaves(expected)
 
 
-def test_the_seven_course_runs_compile_three_programs():
+def test_the_seven_course_runs_compile_two_programs():
     statics = {
-        train.split_optimizer(config.make_optimizer(300, always_schedule=True))[1]
+        train.split_optimizer(config.make_optimizer(300, shared_structure=True))[1]
         for _, config in cli.COURSE_RUNS
     }
-    assert len(statics) == 3
+    assert len(statics) == 2
 
 
 @pytest.mark.parametrize(("label", "config"), cli.COURSE_RUNS)
 def test_shared_structure_schedules_equal_the_course_rates(x64, label, config):
     steps = np.arange(5000 * 5)
-    shared_lr = config.learning_rate_schedule(300, always_schedule=True)
+    shared_lr = config.learning_rate_schedule(300, shared_structure=True)
     plain_lr = config.learning_rate_schedule(300)
     expected = np.asarray(plain_lr(steps)) if callable(plain_lr) else np.full(steps.size, plain_lr)
     np.testing.assert_array_equal(np.asarray(shared_lr(steps)), expected, err_msg=label)
@@ -331,3 +331,20 @@ def test_console_script_exit_status_for_a_bad_flag():
         "argument --epochs: must be an integer >= 1, got '0' (see --help)"
     )
     assert proc.stdout == ""
+
+
+def test_gd_as_momentum_with_beta_0_is_bitwise_gd():
+    config = cli.RunConfig("gd", 0.1, decay="inverse-time")
+    plain, shared = config.make_optimizer(300), config.make_optimizer(300, shared_structure=True)
+    grads = np.random.default_rng(0).normal(size=(40, 3, 2)).astype(np.float32)
+
+    @jax.jit
+    def descend(opt, params):
+        state = opt.init(params)
+        for g in grads:
+            updates, state = opt.update(g, state, params)
+            params = params + updates
+        return params
+
+    start = np.ones((3, 2), np.float32)
+    np.testing.assert_array_equal(descend(plain, start), descend(shared, start))
