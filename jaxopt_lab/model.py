@@ -100,11 +100,13 @@ def loss(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
     return jnp.mean(cross_entropy(forward(params, X), Y))
 
 
+@jax.jit  # one compiled program, not one dispatch per primitive when called eagerly
 def predict(params: Params, X: jax.Array) -> jax.Array:
     """0/1 predictions, shape (1, m): 1 where sigmoid(logit) > 0.5, i.e. where the logit is > 0."""
     return (forward(params, X) > 0).astype(jnp.int32)
 
 
+@jax.jit
 def accuracy(params: Params, X: jax.Array, Y: jax.Array) -> jax.Array:
     """Fraction of columns whose prediction equals the label."""
     return jnp.mean(predict(params, X) == Y)

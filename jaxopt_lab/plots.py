@@ -27,8 +27,6 @@ CLASS_COLORS = ("#d1495b", "#2e86ab")
 REGION_COLORS = ListedColormap(["#f6d5d9", "#d3e8f2"])
 DPI = 100
 
-_predict = jax.jit(model.predict)  # one compiled program instead of one per primitive
-
 
 def save_png(fig: Figure, path: str | Path) -> Path:
     """Write ``fig`` as a PNG (creating the parent folder) and return the path."""
@@ -81,7 +79,7 @@ def _draw_boundary(
     gx, gy = np.meshgrid(xs, ys)
     dtype = params["W1"].dtype
     grid = jnp.asarray(np.stack([gx.ravel(), gy.ravel()]), dtype)
-    regions = np.asarray(_predict(params, grid)).reshape(gx.shape)
+    regions = np.asarray(model.predict(params, grid)).reshape(gx.shape)
     ax.contourf(gx, gy, regions, levels=[-0.5, 0.5, 1.5], cmap=REGION_COLORS)
     ax.contour(gx, gy, regions, levels=[0.5], colors="#555555", linewidths=0.8)
     for label, color in enumerate(CLASS_COLORS):
