@@ -154,6 +154,7 @@ def _contenders_chart(rows: list[dict], path: Path) -> Path:
     ax.set_yticks(range(len(rows)), [f"{r['name']} [{r['dtype']}]" for r in rows], fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
+    ax.set_xlim(min(values) / 2, max(values) * 8)  # room for the labels
     ax.set_xlabel("microseconds per mini-batch step (log)")
     ax.set_title("Per step, one run (blue: float32 process, orange: float64)", fontsize=9)
     for i, r in enumerate(rows):
