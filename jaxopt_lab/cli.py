@@ -318,6 +318,25 @@ def add_train_parser(subparsers) -> None:
         default=None,
         help="absent: the course's randomness (NumPy seeds); an integer: JAX randomness",
     )
+    p.add_argument(
+        "--checkpoint-dir",
+        type=output_dir,
+        metavar="DIR",
+        help="save the run's state here (atomically) every --checkpoint-every epochs, at the end, "
+        "and on Ctrl-C",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=positive_int,
+        default=1000,
+        metavar="K",
+        help="epochs between checkpoints (default: %(default)s)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in --checkpoint-dir up to --epochs",
+    )
     _add_common_flags(p)
     p.set_defaults(run=run_train)
 
@@ -336,9 +355,40 @@ def _config_from(args: argparse.Namespace) -> RunConfig:
     return RunConfig(**{name: getattr(args, name) for name in RunConfig._fields})
 
 
+class _FlagError(Exception):
+    """A flag combination that is refused after parsing: one line, exit status 2."""
+
+
+def _checkpointer_for(args: argparse.Namespace, config: RunConfig, optimizer):
+    """The run's checkpointer and, with --resume, the state to continue from.
+
+    A folder that already holds checkpoints is only continued, never overwritten: without
+    --resume the run is refused, so nothing a user saved is lost.
+    """
+    identity = {**config._asdict(), "float": environment()["float"]}
+    del identity["epochs"]  # a resumed run may go further than the first one planned
+    checkpointer = train.Checkpointer(args.checkpoint_dir, args.checkpoint_every, identity)
+    if not args.resume:
+        if checkpointer.paths():
+            raise _FlagError(
+                f"--checkpoint-dir {args.checkpoint_dir} already holds checkpoints: pass --resume "
+                "to continue that run, or choose another folder"
+            )
+        return checkpointer, None
+    try:
+        state = checkpointer.restore(train.init_state(LAYERS_DIMS, optimizer, config.seed))
+    except ValueError as error:
+        raise _FlagError(f"--resume: {error}") from None
+    if state is not None and state.epoch > config.epochs:
+        raise _FlagError(f"--epochs {config.epochs} is before the checkpoint's epoch {state.epoch}")
+    return checkpointer, state
+
+
 def run_train(args: argparse.Namespace) -> int:
     from jaxopt_lab import plots
 
+    if args.resume and args.checkpoint_dir is None:
+        raise _FlagError("--resume needs --checkpoint-dir")
     config = _config_from(args)
     X, Y = data.load_moons()
     # The shared-structure form: the same numbers, and the same compiled program as `compare`'s
@@ -358,11 +408,42 @@ def run_train(args: argparse.Namespace) -> int:
         bar.update(state.epoch - printed)
         printed = state.epoch
 
-    with bar:
-        result = train.fit(
-            X, Y, LAYERS_DIMS, optimizer, num_epochs=config.epochs,
-            mini_batch_size=config.mini_batch_size, seed=config.seed, on_chunk=report,
-        )  # fmt: skip
+    checkpointer, state = None, None
+    if args.checkpoint_dir is not None:
+        checkpointer, state = _checkpointer_for(args, config, optimizer)
+        printed = 0 if state is None else state.epoch
+    # Chunks end on every checkpoint epoch and every printed epoch.
+    chunk_epochs = math.gcd(args.checkpoint_every, PRINT_EVERY) if checkpointer else None
+
+    with bar, train.DeferredInterrupt() as interrupt:
+        bar.update(printed)
+
+        def on_chunk(state: train.TrainState) -> None:
+            report(state)
+            if checkpointer is not None:
+                checkpointer(state)
+            interrupt.check(state)
+
+        try:
+            result = train.fit(
+                X, Y, LAYERS_DIMS, optimizer, num_epochs=config.epochs,
+                mini_batch_size=config.mini_batch_size, seed=config.seed, chunk_epochs=chunk_epochs,
+                state=state, on_chunk=on_chunk,
+            )  # fmt: skip
+        except train.TrainingInterrupted as stop:
+            bar.close()
+            if checkpointer is None:
+                print(f"interrupted at epoch {stop.state.epoch} (not saved: no --checkpoint-dir)",
+                      file=sys.stderr)  # fmt: skip
+            else:
+                path = checkpointer.save(stop.state)
+                print(f"interrupted at epoch {stop.state.epoch}; saved {path} (continue with "
+                      "--resume)", file=sys.stderr)  # fmt: skip
+            return 130
+    if checkpointer is not None:
+        checkpointer.save(
+            train.TrainState(result.params, result.opt_state, config.epochs, result.costs)
+        )
     accuracy = accuracy_of(result.params, X, Y)
     print("Accuracy: " + str(accuracy))
 
@@ -760,6 +841,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except train.DivergenceError as error:
         print(f"diverged at epoch {error.epoch}", file=sys.stderr)
         return 1
+    except _FlagError as error:
+        print(f"jaxopt-lab: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

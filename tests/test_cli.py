@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -299,6 +300,8 @@ BAD_INPUTS = [
     (["paths", "--seed", "x"], "--seed"),
     (["fit"], "COMMAND"),
     ([], "COMMAND"),
+    (["train", "--checkpoint-every", "0"], "--checkpoint-every"),
+    (["train", "--resume"], "--checkpoint-dir"),
 ]
 
 
@@ -348,3 +351,64 @@ def test_gd_as_momentum_with_beta_0_is_bitwise_gd():
 
     start = np.ones((3, 2), np.float32)
     np.testing.assert_array_equal(descend(plain, start), descend(shared, start))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints, resume and Ctrl-C
+# ---------------------------------------------------------------------------------------------
+
+
+def test_resume_continues_exactly_and_refuses_to_overwrite(tmp_path, capsys):
+    ckpt = tmp_path / "ckpt"
+    base = ["train", "--seed", "4", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "300"]
+    assert cli.main([*base, "--epochs", "1000"]) == 0
+    assert [p.name for p in train.Checkpointer(ckpt, 1, {}).paths()] == [
+        "ckpt_000000900.npz",
+        "ckpt_000001000.npz",
+    ]
+    capsys.readouterr()
+
+    # The folder holds a run: starting afresh there would overwrite it, so it is refused.
+    assert cli.main([*base, "--epochs", "1000"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # Another configuration cannot continue it.
+    assert cli.main([*base, "--epochs", "2000", "--learning-rate", "0.01", "--resume"]) == 2
+    assert "learning_rate" in capsys.readouterr().err
+
+    assert cli.main([*base, "--epochs", "2500", "--resume", "--out", str(tmp_path / "a")]) == 0
+    resumed_out = lines_of(capsys.readouterr().out)
+    assert cli.main(["train", "--seed", "4", "--epochs", "2500", "--out", str(tmp_path / "b")]) == 0
+    straight_out = lines_of(capsys.readouterr().out)
+    resumed = json.loads((tmp_path / "a" / "result.json").read_text())
+    straight = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert resumed["costs"] == straight["costs"]
+    assert resumed["accuracy"] == straight["accuracy"]
+    # The first process ran epochs 0-999; the resumed one prints from epoch 1000 on.
+    assert resumed_out == [line for line in straight_out if line != straight_out[0]]
+    assert straight_out[0].startswith("Cost after epoch 0:")
+
+
+def test_ctrl_c_saves_and_exits_130_then_resume_matches(tmp_path):
+    ckpt = tmp_path / "ckpt"
+    argv = ["train", "--seed", "2", "--no-progress", "--checkpoint-dir", str(ckpt)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAXOPT_LAB_NO_CACHE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--epochs", "10000000",
+         "--checkpoint-every", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout.readline().startswith("Cost after epoch 0:")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert err.count("\n") == 1 and "Traceback" not in err
+    epoch = int(err.split("interrupted at epoch ")[1].split(";")[0])
+    assert epoch % 500 == 0 and epoch >= 500
+    assert train.Checkpointer(ckpt, 1, {}).paths()[-1].name == f"ckpt_{epoch:09d}.npz"
+
+    total = str(epoch + 500)
+    assert cli.main([*argv, "--epochs", total, "--resume", "--out", str(tmp_path / "a")]) == 0
+    assert cli.main(["train", "--seed", "2", "--epochs", total, "--out", str(tmp_path / "b")]) == 0
+    resumed = json.loads((tmp_path / "a" / "result.json").read_text())
+    straight = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert resumed["costs"] == straight["costs"]
