@@ -8,6 +8,7 @@ that does the setup and any compilation (timed apart) and returns a :class:`Runn
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -17,7 +18,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import threadpoolctl
 
 from benchmarks import course_numpy
 from jaxopt_lab import data, model, optax_equivalents, optimizers, train
@@ -61,6 +61,14 @@ def jax_dtype_name() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _one_blas_thread():
+    try:  # threadpoolctl comes with scikit-learn, a dependency of the project
+        import threadpoolctl
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpoolctl.threadpool_limits(1, user_api="blas")
+
+
 def make_numpy(work: Work, dtype: str = "float64") -> Runner:
     """The course's loop in NumPy; float64 is the course as written.
 
@@ -70,7 +78,7 @@ def make_numpy(work: Work, dtype: str = "float64") -> Runner:
     """
 
     def run() -> np.ndarray:
-        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        with _one_blas_thread():
             _, costs = course_numpy.train(
                 work.X, work.Y, list(work.layers_dims), learning_rate=work.learning_rate,
                 mini_batch_size=work.mini_batch_size, num_epochs=work.num_epochs,
