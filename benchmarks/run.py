@@ -286,13 +286,17 @@ def machine_info() -> dict:
 
 
 def select_device(device: str) -> None:
-    """Pin JAX to the CPU or the GPU backend; exit with a clear message if no GPU is there."""
-    jax.config.update("jax_platforms", "cpu" if device == "cpu" else "cuda")
+    """Pin JAX to the CPU, or make sure its default backend is a GPU; exit clearly if none."""
+    if device == "cpu":
+        jax.config.update("jax_platforms", "cpu")
+        return
     try:
-        jax.devices()
-    except RuntimeError as err:
+        backend = jax.default_backend()  # JAX picks a GPU over the CPU whenever it has one
+    except Exception as err:  # any failure to start a backend means "no GPU"
+        backend = f"none ({err!r})"
+    if backend != "gpu":
         sys.exit(
-            f"--device {device}: no usable JAX backend ({err}).\n"
+            f"--device gpu: JAX has no GPU backend here (default backend: {backend}).\n"
             'For an NVIDIA GPU install the CUDA build: pip install -U "jax[cuda12]" (or cuda13).'
         )
 
