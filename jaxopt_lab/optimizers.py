@@ -74,25 +74,43 @@ class ScaleByLearningRateState(NamedTuple):
     count: jax.Array  # shape=(), int32: updates applied so far (the schedule's step)
 
 
-def _lr_init(params):
+def _scheduled_lr_init(params):
     del params
     return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
 
 
-def _lr_update(learning_rate, updates, state, params=None):
+def _scheduled_lr_update(schedule, updates, state, params=None):
     del params
-    lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
+    lr = schedule(state.count)
     updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
     return updates, ScaleByLearningRateState(count=state.count + 1)
+
+
+def _constant_lr_init(params):
+    del params
+    return ()
+
+
+def _constant_lr_update(learning_rate, updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u: (-learning_rate * u).astype(u.dtype), updates), state
 
 
 def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
     """Multiply updates by ``-learning_rate``, or by ``-learning_rate(step)`` for a schedule.
 
     The step passed to a schedule counts the updates made before this one: 0 at the first update.
+    A constant rate keeps no state (an empty tuple): a step counter nobody reads would still cost
+    the fused loop an add and a copy per step.
     """
     check_learning_rate(learning_rate)
-    return optax.GradientTransformation(Partial(_lr_init), Partial(_lr_update, learning_rate))
+    if callable(learning_rate):
+        return optax.GradientTransformation(
+            Partial(_scheduled_lr_init), Partial(_scheduled_lr_update, learning_rate)
+        )
+    return optax.GradientTransformation(
+        Partial(_constant_lr_init), Partial(_constant_lr_update, learning_rate)
+    )
 
 
 class ScaleByMomentumState(NamedTuple):

@@ -165,10 +165,11 @@ def epoch_step(optimizer, unravel, flat_params, opt_state, XY, perm, mini_batch_
 
     carry = (flat_params, opt_state, jnp.zeros((), XY.dtype))
     if full:
-        # A loop over the full batches, not an unrolled copy per batch: measured here, it compiles
-        # in 1.3 s instead of 1.9 s and runs 2.2 instead of 3.0 us per Adam step.
+        # A loop over the full batches rather than a copy of the step per batch: measured here, it
+        # compiles in 1.3 s instead of 1.9 s and runs 2.2 instead of 3.0 us per Adam step; two
+        # steps per iteration take another 7-9% off at the same compile time.
         batches = shuffled[:, : full * mini_batch_size].reshape(n_rows, full, mini_batch_size)
-        carry, _ = jax.lax.scan(step, carry, batches.transpose(1, 0, 2))
+        carry, _ = jax.lax.scan(step, carry, batches.transpose(1, 0, 2), unroll=2)
     if rest:
         carry, _ = step(carry, shuffled[:, full * mini_batch_size :])
     flat_params, opt_state, total = carry

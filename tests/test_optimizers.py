@@ -272,8 +272,9 @@ def test_optimizers_vmap_over_learning_rates():
     np.testing.assert_allclose(steps, -0.5 * np.asarray(lrs)[:, None] * G0, rtol=1e-6)
 
 
-def test_adam_state_counts_updates():
-    opt = optimizers.adam(0.1)
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_adam_state_counts_updates(scheduled):
+    opt = optimizers.adam((lambda count: 0.1) if scheduled else 0.1)
     params = {"w": jnp.zeros(3)}
     state = opt.init(params)
     update = jax.jit(opt.update)
@@ -281,7 +282,9 @@ def test_adam_state_counts_updates():
         _, state = update({"w": jnp.ones(3)}, state)
     adam_state, lr_state = state
     assert isinstance(adam_state, optimizers.ScaleByAdamState)
-    assert int(adam_state.count) == 4 and int(lr_state.count) == 4
+    assert int(adam_state.count) == 4
+    # Only a schedule needs its own step counter; a constant rate carries no state.
+    assert (int(lr_state.count) == 4) if scheduled else (lr_state == ())
     # After four equal gradients the EMAs are (1 - b^4) g and (1 - b2^4) g^2.
     np.testing.assert_allclose(adam_state.mu["w"], 1 - 0.9**4, rtol=1e-6)
     np.testing.assert_allclose(adam_state.nu["w"], 1 - 0.999**4, rtol=1e-5)
