@@ -61,7 +61,7 @@ def jax_dtype_name() -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _one_blas_thread():
+def one_blas_thread():
     try:  # threadpoolctl comes with scikit-learn, a dependency of the project
         import threadpoolctl
     except ImportError:
@@ -78,7 +78,7 @@ def make_numpy(work: Work, dtype: str = "float64") -> Runner:
     """
 
     def run() -> np.ndarray:
-        with _one_blas_thread():
+        with one_blas_thread():
             _, costs = course_numpy.train(
                 work.X, work.Y, list(work.layers_dims), learning_rate=work.learning_rate,
                 mini_batch_size=work.mini_batch_size, num_epochs=work.num_epochs,

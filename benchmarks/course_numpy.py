@@ -8,6 +8,8 @@ Examples are columns, as in the course. Everything runs in float64 unless anothe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 INIT_SEED = 3  # the course seeds NumPy with 3 before drawing the weights
@@ -102,17 +104,29 @@ def mini_batches(
     ]
 
 
+def momentum_step(params, grads, v, learning_rate: float, beta: float = 0.9) -> None:
+    """One EMA-momentum update in place: ``v = beta v + (1 - beta) g;  p -= lr v``."""
+    for key, g in grads.items():
+        v[key] = beta * v[key] + (1 - beta) * g
+        params[key] = params[key] - learning_rate * v[key]
+
+
 def train(
     X: np.ndarray,
     Y: np.ndarray,
     layers_dims: list[int],
     *,
+    optimizer: str = "adam",
     learning_rate: float = 0.0007,
     mini_batch_size: int = 64,
+    beta: float = 0.9,
     num_epochs: int = 5000,
+    decay: Callable[[float, int, float], float] | None = None,
+    decay_rate: float = 1.0,
     dtype=np.float64,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """The course's ``model(..., optimizer="adam")`` without the printing.
+    """The course's ``model(...)`` without the printing: ``optimizer`` is "gd", "momentum" or
+    "adam"; ``decay(lr0, epoch, decay_rate)`` sets the rate *after* each epoch, as the course does.
 
     Returns:
       ``(params, costs)``: the trained params and, per epoch, the summed cross-entropy of its
@@ -125,6 +139,7 @@ def train(
     s = {key: np.zeros_like(p) for key, p in params.items()}
     rng = np.random.RandomState()
     costs = np.empty(num_epochs)
+    lr = learning_rate
     t = 0
     for epoch in range(num_epochs):
         cost_total = 0.0
@@ -132,7 +147,15 @@ def train(
             activations = forward(params, xb)
             cost_total += summed_cross_entropy(activations[-1], yb)
             grads = backward(params, activations, yb)
-            t += 1
-            adam_step(params, grads, v, s, t, learning_rate)
+            if optimizer == "gd":
+                for key, g in grads.items():
+                    params[key] = params[key] - lr * g
+            elif optimizer == "momentum":
+                momentum_step(params, grads, v, lr, beta)
+            else:
+                t += 1
+                adam_step(params, grads, v, s, t, lr)
         costs[epoch] = cost_total / m
+        if decay is not None:
+            lr = decay(learning_rate, epoch, decay_rate)
     return params, costs

@@ -3,7 +3,7 @@ PyTorch, in float32 and float64; then sweep throughput and how the fused loop sc
 
 Usage::
 
-    python benchmarks/run.py [--quick] [--device cpu|gpu] [--out DIR] [--runs N]
+    python benchmarks/run.py [--quick] [--device cpu|gpu] [--out DIR] [--runs N] [--host-devices N]
 
 Writes ``bench.json`` (machine and every row), ``bench.md`` (tables) and PNG charts to ``--out``.
 Every contender is timed in the same process as the NumPy baseline it is compared with; float64
@@ -41,7 +41,7 @@ COURSE_LAYERS = (2, 5, 2, 1)
 
 # (full, quick) settings
 EPOCHS = (5000, 20)
-SWEEP_CONFIGS = ((1, 16, 256), (1, 16))
+SWEEP_CONFIGS = ((1, 16, 64, 256, 1024), (1, 16))
 SWEEP_EPOCHS = (1000, 5)
 SAMPLE_SIZES = ((300, 3000, 30_000, 300_000), (300, 3000))
 WIDTHS = ((5, 16, 64, 128, 256, 512), (5, 64))
@@ -325,6 +325,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
         help="what to run (default: all); 'float64' re-runs the contenders under x64",
     )  # fmt: skip
+    parser.add_argument(
+        "--host-devices", type=int, default=1, metavar="N",
+        help="CPU only: split the host into N JAX devices (sweeps shard over them; 1 per core is "
+        "fastest for sweeps, the other sections use one device either way)",
+    )  # fmt: skip
     parser.add_argument("--float64-rows", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.runs is None:
@@ -337,6 +342,8 @@ def main(argv: list[str] | None = None) -> dict:
     pick = 1 if args.quick else 0
     if args.float64_rows is not None:
         jax.config.update("jax_enable_x64", True)
+    if args.device == "cpu" and args.host_devices > 1:
+        jax.config.update("jax_num_cpu_devices", args.host_devices)  # before the backend starts
     select_device(args.device)
     X, Y = data.load_moons()
     work = contenders.Work(X, Y, COURSE_LAYERS, EPOCHS[pick])

@@ -36,20 +36,6 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def _stack_numbers(optimizers_: Sequence[optax.GradientTransformation]):
-    """The traced numbers of many optimizers of one structure, stacked leaf by leaf."""
-    splits = [train.split_optimizer(opt) for opt in optimizers_]
-    static = splits[0][1]
-    for _, other in splits[1:]:
-        if other != static:
-            raise ValueError(
-                "every configuration of a sweep must build an optimizer of the same structure "
-                "(same transformations, same kind of learning rate); only numbers may vary"
-            )
-    columns = zip(*(numbers for numbers, _ in splits), strict=True)
-    return [jnp.stack([jnp.asarray(v) for v in column]) for column in columns], static
-
-
 def _pad(values: Sequence, multiple: int) -> list:
     """Repeat the last value so the length is a multiple of ``multiple`` (rows dropped later)."""
     values = list(values)
@@ -201,7 +187,7 @@ def sweep(
     dtype = jnp.result_type(float)
     XY_host = np.concatenate([np.asarray(X), np.asarray(Y)], axis=0).astype(dtype)
     m = XY_host.shape[1]
-    numbers, static = _stack_numbers([factory(**config) for config in padded_configs])
+    numbers, static = train.stack_optimizers([factory(**config) for config in padded_configs])
     # (hyperparameters,) -> (seeds, hyperparameters): every seed runs every setting.
     numbers = [jnp.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
 

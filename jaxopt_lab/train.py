@@ -121,6 +121,24 @@ def join_optimizer(numbers: list, static: _StaticPart) -> optax.GradientTransfor
     return jax.tree.unflatten(static.treedef, leaves)
 
 
+def stack_optimizers(optimizers: list[optax.GradientTransformation]) -> tuple[list, _StaticPart]:
+    """The traced numbers of optimizers of one structure, stacked leaf by leaf (for ``vmap``).
+
+    Raises:
+      ValueError: the optimizers differ in more than numbers (another transformation, a float
+        learning rate beside a schedule, two different Python functions).
+    """
+    splits = [split_optimizer(opt) for opt in optimizers]
+    static = splits[0][1]
+    if any(other != static for _, other in splits[1:]):
+        raise ValueError(
+            "optimizers run together must have the same structure (same transformations, same "
+            "kind of learning rate); only their numbers may differ"
+        )
+    columns = zip(*(numbers for numbers, _ in splits), strict=True)
+    return [jnp.stack([jnp.asarray(v) for v in column]) for column in columns], static
+
+
 # ---------------------------------------------------------------------------------------------
 # One epoch, one chunk
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +325,28 @@ def init_state(
 ChunkCallback = Callable[[TrainState], None]
 
 
+def _chunk_plan(m: int, seed: int | None, epoch: int, num_epochs: int, chunk: int):
+    """``(first_epoch, n_epochs, perms)`` of each chunk from ``epoch`` to ``num_epochs``.
+
+    Course mode's perms are the chunk's column orders padded to ``chunk`` rows (the padding rows
+    are never run); seed mode draws its orders inside the program, so perms is None.
+    """
+    while epoch < num_epochs:
+        n = min(chunk, num_epochs - epoch)
+        perms = None
+        if seed is None:
+            perms = data.course_permutations(m, epoch, n)
+            if n < chunk:
+                perms = np.concatenate([perms, np.zeros((chunk - n, m), np.int32)])
+        yield epoch, n, perms
+        epoch += n
+
+
+def _data(X, Y):
+    dtype = jnp.result_type(float)
+    return jnp.concatenate([jnp.asarray(X, dtype), jnp.asarray(Y, dtype)], axis=0)
+
+
 def fit(
     X,
     Y,
@@ -347,9 +387,8 @@ def fit(
         chunk_epochs=chunk_epochs,
     )  # fmt: skip
     clock_start, wall_start = compile_clock.seconds, time.perf_counter()
-    dtype = jnp.result_type(float)
-    XY = jnp.concatenate([jnp.asarray(X, dtype), jnp.asarray(Y, dtype)], axis=0)
-    m = XY.shape[1]
+    XY = _data(X, Y)
+    dtype, m = XY.dtype, XY.shape[1]
     if state is None:
         state = init_state(layers_dims, optimizer, seed)
     chunk = min(chunk_epochs or DEFAULT_CHUNK_EPOCHS, num_epochs)
@@ -359,17 +398,13 @@ def fit(
     params, opt_state, epoch = state.params, state.opt_state, state.epoch
     all_costs = np.full(max(num_epochs, epoch), np.nan, dtype=dtype)
     all_costs[:epoch] = state.costs[:epoch]
-    while epoch < num_epochs:
-        n = min(chunk, num_epochs - epoch)
-        perms = None if seed is not None else data.course_permutations(m, epoch, n)
-        if perms is not None and n < chunk:
-            perms = np.concatenate([perms, np.zeros((chunk - n, m), np.int32)])
+    for first, n, perms in _chunk_plan(m, seed, epoch, num_epochs, chunk):
         params, opt_state, costs = _run_chunk(
-            params, opt_state, numbers, XY, perms, key, epoch, n,
+            params, opt_state, numbers, XY, perms, key, first, n,
             static=static, mini_batch_size=mini_batch_size, length=chunk,
         )  # fmt: skip
-        all_costs[epoch : epoch + n] = np.asarray(costs[:n])
-        epoch += n
+        all_costs[first : first + n] = np.asarray(costs[:n])
+        epoch = first + n
         state = TrainState(params, opt_state, epoch, all_costs[:epoch])
         bad = np.flatnonzero(~np.isfinite(all_costs[epoch - n : epoch]))
         if bad.size:
