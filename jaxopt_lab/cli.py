@@ -238,6 +238,54 @@ def write_json(path: Path, content: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+def _add_run_flags(p: argparse.ArgumentParser, *, many: bool) -> None:
+    """The flags of one run's configuration (all but --seed), shared by ``train`` and ``sweep``.
+
+    With ``many`` the hyperparameters take one or more values each (a sweep's grid axes);
+    --time-interval, --epochs and --mini-batch-size stay single.
+    """
+    d = RunConfig()
+
+    def hyper(flag: str, kind, default, text: str, **extra) -> None:
+        if many:
+            extra = {"nargs": "+", "metavar": "X", **extra}
+        p.add_argument(
+            flag, type=kind, default=[default] if many else default,
+            help=f"{text} (default: %(default)s)", **extra,
+        )  # fmt: skip
+
+    p.add_argument(
+        "--optimizer", choices=tuple(optimizers.OPTIMIZERS), default=d.optimizer,
+        help="update rule (default: %(default)s)",
+    )  # fmt: skip
+    hyper("--learning-rate", positive_float, d.learning_rate, "initial learning rate")
+    hyper("--beta", unit_interval, d.beta,
+          "momentum's beta, and RMSprop's decay of the squared-gradient average")  # fmt: skip
+    hyper("--beta1", unit_interval, d.beta1, "Adam's first-moment decay")
+    hyper("--beta2", unit_interval, d.beta2, "Adam's second-moment decay")
+    hyper("--epsilon", nonnegative_float, d.epsilon,
+          "Adam's and RMSprop's epsilon, outside the square root")  # fmt: skip
+    p.add_argument(
+        "--decay", choices=DECAYS, default=[d.decay] if many else d.decay,
+        nargs="+" if many else None,
+        help="learning-rate decay: inverse-time is the course's update_lr, fixed-interval its "
+        "schedule_lr_decay (default: %(default)s)",
+    )  # fmt: skip
+    hyper("--decay-rate", nonnegative_float, d.decay_rate, "decay rate, used with a decay")
+    p.add_argument(
+        "--time-interval", type=positive_int, default=d.time_interval,
+        help="epochs per step of fixed-interval decay (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--epochs", type=positive_int, default=d.epochs,
+        help="passes over the data (default: %(default)s)",
+    )  # fmt: skip
+    p.add_argument(
+        "--mini-batch-size", type=positive_int, default=d.mini_batch_size,
+        help="examples per update; the last batch holds the rest (default: %(default)s)",
+    )  # fmt: skip
+
+
 def add_train_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -245,75 +293,7 @@ def add_train_parser(subparsers) -> None:
         description="Train the 2-5-2-1 network on the course's 300 moons points and print the "
         "course's lines: 'Cost after epoch N' every 1000 epochs, then 'Accuracy'.",
     )
-    d = RunConfig()
-    p.add_argument(
-        "--optimizer",
-        choices=tuple(optimizers.OPTIMIZERS),
-        default=d.optimizer,
-        help="update rule (default: %(default)s)",
-    )
-    p.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=d.learning_rate,
-        help="initial learning rate (default: %(default)s)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=d.epochs,
-        help="passes over the data (default: %(default)s)",
-    )
-    p.add_argument(
-        "--mini-batch-size",
-        type=positive_int,
-        default=d.mini_batch_size,
-        help="examples per update; the last batch holds the rest (default: %(default)s)",
-    )
-    p.add_argument(
-        "--beta",
-        type=unit_interval,
-        default=d.beta,
-        help="momentum's beta, and RMSprop's decay of the squared-gradient average "
-        "(default: %(default)s)",
-    )
-    p.add_argument(
-        "--beta1",
-        type=unit_interval,
-        default=d.beta1,
-        help="Adam's first-moment decay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--beta2",
-        type=unit_interval,
-        default=d.beta2,
-        help="Adam's second-moment decay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--epsilon",
-        type=nonnegative_float,
-        default=d.epsilon,
-        help="Adam's and RMSprop's epsilon, outside the square root (default: %(default)s)",
-    )
-    p.add_argument(
-        "--decay",
-        choices=DECAYS,
-        default=d.decay,
-        help="learning-rate decay: inverse-time is the course's update_lr, "
-        "fixed-interval its schedule_lr_decay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--decay-rate",
-        type=nonnegative_float,
-        default=d.decay_rate,
-        help="decay rate (default: %(default)s)",
-    )
-    p.add_argument(
-        "--time-interval",
-        type=positive_int,
-        default=d.time_interval,
-        help="epochs per step of fixed-interval decay (default: %(default)s)",
-    )
+    _add_run_flags(p, many=False)
     p.add_argument(
         "--seed",
         type=nonnegative_int,
@@ -670,69 +650,7 @@ def add_sweep_parser(subparsers) -> None:
         "seed, as one JAX program split over all devices. Each row equals `jaxopt-lab train "
         "--seed S` with its configuration. Flags an optimizer does not use are ignored.",
     )
-    d = RunConfig()
-    many = {"nargs": "+", "metavar": "X"}
-    p.add_argument(
-        "--optimizer",
-        choices=tuple(optimizers.OPTIMIZERS),
-        default=d.optimizer,
-        help="update rule (default: %(default)s)",
-    )
-    p.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=[d.learning_rate],
-        **many,
-        help="initial learning rates (default: %(default)s)",
-    )
-    p.add_argument(
-        "--beta",
-        type=unit_interval,
-        default=[d.beta],
-        **many,
-        help="momentum's betas / RMSprop's decays (default: %(default)s)",
-    )
-    p.add_argument(
-        "--beta1",
-        type=unit_interval,
-        default=[d.beta1],
-        **many,
-        help="Adam's first-moment decays (default: %(default)s)",
-    )
-    p.add_argument(
-        "--beta2",
-        type=unit_interval,
-        default=[d.beta2],
-        **many,
-        help="Adam's second-moment decays (default: %(default)s)",
-    )
-    p.add_argument(
-        "--epsilon",
-        type=nonnegative_float,
-        default=[d.epsilon],
-        **many,
-        help="Adam's and RMSprop's epsilons (default: %(default)s)",
-    )
-    p.add_argument(
-        "--decay",
-        choices=DECAYS,
-        default=[d.decay],
-        nargs="+",
-        help="learning-rate decays (default: %(default)s)",
-    )
-    p.add_argument(
-        "--decay-rate",
-        type=nonnegative_float,
-        default=[d.decay_rate],
-        **many,
-        help="decay rates, used with a decay (default: %(default)s)",
-    )
-    p.add_argument(
-        "--time-interval",
-        type=positive_int,
-        default=d.time_interval,
-        help="epochs per step of fixed-interval decay (default: %(default)s)",
-    )
+    _add_run_flags(p, many=True)
     p.add_argument(
         "--seed",
         type=nonnegative_int,
@@ -740,18 +658,6 @@ def add_sweep_parser(subparsers) -> None:
         nargs="+",
         metavar="S",
         help="JAX seeds; every configuration runs with each (default: %(default)s)",
-    )
-    p.add_argument(
-        "--epochs",
-        type=positive_int,
-        default=d.epochs,
-        help="passes over the data (default: %(default)s)",
-    )
-    p.add_argument(
-        "--mini-batch-size",
-        type=positive_int,
-        default=d.mini_batch_size,
-        help="examples per update (default: %(default)s)",
     )
     _add_common_flags(p)
     p.set_defaults(run=run_sweep)
