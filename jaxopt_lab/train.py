@@ -228,15 +228,16 @@ def run_chunk(
     optimizer = join_optimizer(numbers, static)
     m = XY.shape[1]
     flat_params, unravel = ravel_pytree(params)
+    if perms is None:
+        # All of the chunk's orders in one batched draw before the loop: the same bits as drawing
+        # each epoch's inside it, at a fraction of the cost (a 1,000,000-epoch run: 70 -> 25 s).
+        epochs = first_epoch + jnp.arange(length)
+        perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
 
     def body(i, carry):
         flat_params, opt_state, costs = carry
-        if perms is None:
-            perm = data.epoch_permutation(key, first_epoch + i, m)
-        else:
-            perm = perms[i]
         flat_params, opt_state, cost = epoch_step(
-            optimizer, unravel, flat_params, opt_state, XY, perm, mini_batch_size
+            optimizer, unravel, flat_params, opt_state, XY, perms[i], mini_batch_size
         )
         return flat_params, opt_state, costs.at[i].set(cost)
 
