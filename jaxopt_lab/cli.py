@@ -8,26 +8,18 @@ A thin shell over the library. Each subcommand is a pair: ``add_<name>_parser`` 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
 import math
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import numpy as np
 
-from jaxopt_lab import data, model, optimizers, schedules, train
-
-LAYERS_DIMS = [2, 5, 2, 1]  # the lesson's network: 2 inputs, ReLU layers of 5 and 2, one sigmoid
-PRINT_EVERY = 1000  # the course prints the cost every 1000 epochs
-DECAYS = ("none", "inverse-time", "fixed-interval")
-
+from jaxopt_lab import checkpoints, data, optimizers, runs, train
 
 # ---------------------------------------------------------------------------------------------
 # Flag values: each validator names what it wants; argparse adds the flag's name to the message.
@@ -111,72 +103,6 @@ class OneLineErrorParser(argparse.ArgumentParser):
 # ---------------------------------------------------------------------------------------------
 
 
-class RunConfig(NamedTuple):
-    """One training run of the lesson, as the flags of ``train`` describe it."""
-
-    optimizer: str = "adam"
-    learning_rate: float = 0.0007
-    epochs: int = 5000
-    mini_batch_size: int = 64
-    beta: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    decay: str = "none"
-    decay_rate: float = 1.0
-    time_interval: int = 1000
-    seed: int | None = None
-
-    def epoch_rule(self) -> schedules.EpochRule | None:
-        """The per-epoch learning-rate rule, or None without decay."""
-        if self.decay == "inverse-time":
-            return schedules.inverse_time(self.learning_rate, self.decay_rate)
-        if self.decay == "fixed-interval":
-            return schedules.fixed_interval(self.learning_rate, self.decay_rate, self.time_interval)
-        return None
-
-    def learning_rate_schedule(self, m: int, *, shared_structure: bool = False):
-        """The learning rate the optimizer gets for ``m`` training examples: a float or a schedule.
-
-        The decay keeps the course's one-epoch lag, so printed costs equal the course's. With
-        ``shared_structure`` every run gets a ``fixed_interval`` schedule (no decay: rate 0, exactly
-        ``lr0 / 1``; inverse-time: interval 1, exactly ``lr0 / (1 + rate * epoch)``), so that runs
-        differ in traced numbers only (see :meth:`make_optimizer`).
-        """
-        rule = self.epoch_rule()
-        if shared_structure:
-            rate = 0.0 if self.decay == "none" else self.decay_rate
-            interval = 1 if self.decay == "inverse-time" else self.time_interval
-            rule = schedules.fixed_interval(self.learning_rate, rate, interval)
-        if rule is None:
-            return self.learning_rate
-        steps_per_epoch = len(data.batch_sizes(m, self.mini_batch_size))
-        return schedules.per_step(rule, steps_per_epoch, lag=True)
-
-    def make_optimizer(self, m: int, *, shared_structure: bool = False):
-        """The hand-rolled optimizer of this run for ``m`` training examples.
-
-        With ``shared_structure`` the run is built in the form that shares compiled programs with
-        the most other runs, computing bit for bit the same numbers: the learning rate is always a
-        schedule (see :meth:`learning_rate_schedule`), and gradient descent is momentum with
-        ``beta = 0`` (``v = 0 * v + 1 * g`` is exactly ``g``). The lesson's seven runs then compile
-        two programs (momentum, Adam) instead of six.
-        """
-        lr = self.learning_rate_schedule(m, shared_structure=shared_structure)
-        if self.optimizer == "gd":
-            return optimizers.momentum(lr, 0.0) if shared_structure else optimizers.gd(lr)
-        if self.optimizer == "momentum":
-            return optimizers.momentum(lr, self.beta)
-        if self.optimizer == "rmsprop":
-            return optimizers.rmsprop(lr, decay=self.beta, eps=self.epsilon)
-        return optimizers.adam(lr, self.beta1, self.beta2, self.epsilon)
-
-    def learning_rate_after(self, epoch: int) -> float:
-        """The rate the course prints after ``epoch`` (the one epoch ``epoch + 1`` trains at)."""
-        rule = self.epoch_rule()
-        return self.learning_rate if rule is None else float(rule(epoch))
-
-
 def progress_bar(total: int, *, enabled: bool, desc: str | None = None):
     """A tqdm bar on stderr that shows itself only after a second, or a disabled one."""
     from tqdm import tqdm  # imported here: the bar is the only user
@@ -222,12 +148,6 @@ def enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 
-def accuracy_of(params: model.Params, X: np.ndarray, Y: np.ndarray) -> float:
-    """The course's accuracy: ``np.mean(predictions == Y)`` as a Python float (float64)."""
-    predictions = np.asarray(model.predict(params, jax.numpy.asarray(X, params["W1"].dtype)))
-    return float(np.mean(predictions == np.asarray(Y)))
-
-
 def write_json(path: Path, content: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, indent=1) + "\n")
@@ -244,7 +164,7 @@ def _add_run_flags(p: argparse.ArgumentParser, *, many: bool) -> None:
     With ``many`` the hyperparameters take one or more values each (a sweep's grid axes);
     --time-interval, --epochs and --mini-batch-size stay single.
     """
-    d = RunConfig()
+    d = runs.RunConfig()
 
     def hyper(flag: str, kind, default, text: str, **extra) -> None:
         if many:
@@ -266,7 +186,7 @@ def _add_run_flags(p: argparse.ArgumentParser, *, many: bool) -> None:
     hyper("--epsilon", nonnegative_float, d.epsilon,
           "Adam's and RMSprop's epsilon, outside the square root")  # fmt: skip
     p.add_argument(
-        "--decay", choices=DECAYS, default=[d.decay] if many else d.decay,
+        "--decay", choices=runs.DECAYS, default=[d.decay] if many else d.decay,
         nargs="+" if many else None,
         help="learning-rate decay: inverse-time is the course's update_lr, fixed-interval its "
         "schedule_lr_decay (default: %(default)s)",
@@ -333,15 +253,15 @@ def _add_common_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _config_from(args: argparse.Namespace) -> RunConfig:
-    return RunConfig(**{name: getattr(args, name) for name in RunConfig._fields})
+def _config_from(args: argparse.Namespace) -> runs.RunConfig:
+    return runs.RunConfig(**{name: getattr(args, name) for name in runs.RunConfig._fields})
 
 
 class _FlagError(Exception):
     """A flag combination that is refused after parsing: one line, exit status 2."""
 
 
-def _checkpointer_for(args: argparse.Namespace, config: RunConfig, optimizer):
+def _checkpointer_for(args: argparse.Namespace, config: runs.RunConfig, optimizer):
     """The run's checkpointer and, with --resume, the state to continue from.
 
     A folder that already holds checkpoints is only continued, never overwritten: without
@@ -349,7 +269,7 @@ def _checkpointer_for(args: argparse.Namespace, config: RunConfig, optimizer):
     """
     identity = {**config._asdict(), "float": environment()["float"]}
     del identity["epochs"]  # a resumed run may go further than the first one planned
-    checkpointer = train.Checkpointer(args.checkpoint_dir, args.checkpoint_every, identity)
+    checkpointer = checkpoints.Checkpointer(args.checkpoint_dir, args.checkpoint_every, identity)
     if not args.resume:
         if checkpointer.paths():
             raise _FlagError(
@@ -358,7 +278,7 @@ def _checkpointer_for(args: argparse.Namespace, config: RunConfig, optimizer):
             )
         return checkpointer, None
     try:
-        state = checkpointer.restore(train.init_state(LAYERS_DIMS, optimizer, config.seed))
+        state = checkpointer.restore(train.init_state(runs.LAYERS_DIMS, optimizer, config.seed))
     except ValueError as error:
         raise _FlagError(f"--resume: {error}") from None
     if state is not None and state.epoch > config.epochs:
@@ -382,7 +302,7 @@ def run_train(args: argparse.Namespace) -> int:
     def report(state: train.TrainState) -> None:
         nonlocal printed
         for epoch in range(printed, state.epoch):
-            if epoch % PRINT_EVERY == 0:
+            if epoch % runs.PRINT_EVERY == 0:
                 bar.write("Cost after epoch %i: %f" % (epoch, state.costs[epoch]), file=sys.stdout)
                 if config.decay != "none":
                     lr = config.learning_rate_after(epoch)
@@ -395,9 +315,9 @@ def run_train(args: argparse.Namespace) -> int:
         checkpointer, state = _checkpointer_for(args, config, optimizer)
         printed = 0 if state is None else state.epoch
     # Chunks end on every checkpoint epoch and every printed epoch.
-    chunk_epochs = math.gcd(args.checkpoint_every, PRINT_EVERY) if checkpointer else None
+    chunk_epochs = math.gcd(args.checkpoint_every, runs.PRINT_EVERY) if checkpointer else None
 
-    with bar, train.DeferredInterrupt() as interrupt:
+    with bar, checkpoints.DeferredInterrupt() as interrupt:
         bar.update(printed)
 
         def on_chunk(state: train.TrainState) -> None:
@@ -408,11 +328,11 @@ def run_train(args: argparse.Namespace) -> int:
 
         try:
             result = train.fit(
-                X, Y, LAYERS_DIMS, optimizer, num_epochs=config.epochs,
+                X, Y, runs.LAYERS_DIMS, optimizer, num_epochs=config.epochs,
                 mini_batch_size=config.mini_batch_size, seed=config.seed, chunk_epochs=chunk_epochs,
                 state=state, on_chunk=on_chunk,
             )  # fmt: skip
-        except train.TrainingInterrupted as stop:
+        except checkpoints.TrainingInterrupted as stop:
             bar.close()
             if checkpointer is None:
                 print(f"interrupted at epoch {stop.state.epoch} (not saved: no --checkpoint-dir)",
@@ -426,7 +346,7 @@ def run_train(args: argparse.Namespace) -> int:
         checkpointer.save(
             train.TrainState(result.params, result.opt_state, config.epochs, result.costs)
         )
-    accuracy = accuracy_of(result.params, X, Y)
+    accuracy = runs.accuracy_of(result.params, X, Y)
     print("Accuracy: " + str(accuracy))
 
     if args.out is not None:
@@ -457,17 +377,6 @@ def run_train(args: argparse.Namespace) -> int:
 # compare
 # ---------------------------------------------------------------------------------------------
 
-COURSE_RUNS: tuple[tuple[str, RunConfig], ...] = (
-    ("mini-batch GD", RunConfig("gd", 0.0007)),
-    ("momentum", RunConfig("momentum", 0.0007)),
-    ("Adam", RunConfig("adam", 0.0007)),
-    ("GD, inverse-time decay", RunConfig("gd", 0.1, decay="inverse-time")),
-    ("GD, fixed-interval decay", RunConfig("gd", 0.1, decay="fixed-interval")),
-    ("momentum, fixed-interval decay", RunConfig("momentum", 0.1, decay="fixed-interval")),
-    ("Adam, fixed-interval decay", RunConfig("adam", 0.01, decay="fixed-interval")),
-)
-"""The lesson's seven runs: (label, configuration)."""
-
 
 def add_compare_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -480,106 +389,27 @@ def add_compare_parser(subparsers) -> None:
     p.set_defaults(run=run_compare)
 
 
-def compare_table(rows: Sequence[dict]) -> str:
-    """The comparison as a Markdown table (also readable as plain text)."""
-    lines = [
-        "| method | decay | learning rate | final cost | accuracy | seconds |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['method']} | {r['decay']} | {r['learning_rate']:g} | {r['final_cost']:.6f} "
-            f"| {r['accuracy']!r} | {r['seconds']:.2f} |"
-        )
-    return "\n".join(lines)
-
-
-def fit_runs(
-    configs: Sequence[RunConfig], X, Y, *, on_epochs: Callable[[int], None] | None = None
-) -> list[tuple[train.FitResult, float]]:
-    """Fit several runs, sharing compiled programs, two groups at a time.
-
-    Every run gets the ``shared_structure`` form of its optimizer, so runs that differ only in
-    numbers compile once: the lesson's seven runs compile two programs, not six. The runs of each
-    program go one after another in their own thread; XLA releases the GIL while a chunk runs, so
-    on two cores one group traces or compiles while the other trains.
-
-    Args:
-      configs: the runs.
-      X, Y: training data.
-      on_epochs: called with the number of epochs just completed, after every chunk.
-
-    Returns:
-      ``(result, seconds)`` per config, in order; seconds is the run's wall time, compile included.
-    """
-    optimizers_ = [config.make_optimizer(X.shape[1], shared_structure=True) for config in configs]
-    groups: dict[Any, list[int]] = {}
-    for i, optimizer in enumerate(optimizers_):
-        groups.setdefault(train.split_optimizer(optimizer)[1], []).append(i)
-    lock = threading.Lock()
-    fitted: list = [None] * len(configs)
-
-    def fit_group(indices: list[int]) -> None:
-        for i in indices:
-            done = 0
-
-            def report(state: train.TrainState) -> None:
-                nonlocal done
-                if on_epochs is not None:
-                    with lock:
-                        on_epochs(state.epoch - done)
-                done = state.epoch
-
-            config, start = configs[i], time.perf_counter()
-            result = train.fit(
-                X, Y, LAYERS_DIMS, optimizers_[i], num_epochs=config.epochs,
-                mini_batch_size=config.mini_batch_size, seed=config.seed, on_chunk=report,
-            )  # fmt: skip
-            fitted[i] = (result, time.perf_counter() - start)
-
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(fit_group, indices) for indices in groups.values()]:
-            future.result()
-    return fitted
-
-
 def run_compare(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    X, Y = data.load_moons()
-    labels, configs = zip(*COURSE_RUNS, strict=True)
-    bar = progress_bar(
-        sum(c.epochs for c in configs), enabled=progress_wanted(args.no_progress), desc="compare"
-    )
+    epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
+    bar = progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc="compare")
     with bar:
-        fitted = fit_runs(configs, X, Y, on_epochs=bar.update)
-    rows = [
-        {
-            "method": label,
-            "optimizer": config.optimizer,
-            "decay": config.decay,
-            "learning_rate": config.learning_rate,
-            "final_cost": float(result.costs[-1]),
-            "accuracy": accuracy_of(result.params, X, Y),
-            "seconds": seconds,
-            "cost_at_epoch": {
-                str(e): float(result.costs[e]) for e in range(0, config.epochs, PRINT_EVERY)
-            },
-        }
-        for label, config, (result, seconds) in zip(labels, configs, fitted, strict=True)
-    ]
+        rows, results = runs.compare(on_epochs=bar.update)
     total = time.perf_counter() - start
-    table = compare_table(rows)
+    table = runs.compare_table(rows)
     print(table)
     print(f"{len(rows)} runs in {total:.2f} s ({environment()['float']}, {jax.default_backend()})")
 
     if args.out is not None:
         from jaxopt_lab import plots
 
-        costs = {label: result.costs for label, (result, _) in zip(labels, fitted, strict=True)}
+        X, Y = data.load_moons()
+        costs = {row["method"]: result.costs for row, result in zip(rows, results, strict=True)}
         write_json(args.out / "compare.json", rows)
         env = environment()
         (args.out / "compare.md").write_text(
-            table + f"\n\n{len(rows)} runs of {configs[0].epochs} epochs in {total:.2f} s "
+            table
+            + f"\n\n{len(rows)} runs of {runs.COURSE_RUNS[0][1].epochs} epochs in {total:.2f} s "
             f"(JAX {env['jax_version']}, {env['device']}, {env['float']}).\n"
         )
         plots.save_png(
@@ -588,7 +418,7 @@ def run_compare(args: argparse.Namespace) -> int:
         )
         titled = {
             f"{row['method']}\naccuracy {row['accuracy']:.3f}": result.params
-            for row, (result, _) in zip(rows, fitted, strict=True)
+            for row, result in zip(rows, results, strict=True)
         }
         plots.save_png(plots.plot_decision_boundaries(titled, X, Y), args.out / "boundaries.png")
     return 0
@@ -634,13 +464,6 @@ def run_paths(args: argparse.Namespace) -> int:
 # sweep
 # ---------------------------------------------------------------------------------------------
 
-SWEEP_AXES = {  # the flags that change each optimizer, in RunConfig's names
-    "gd": (),
-    "momentum": ("beta",),
-    "rmsprop": ("beta", "epsilon"),
-    "adam": ("beta1", "beta2", "epsilon"),
-}
-
 
 def add_sweep_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -680,23 +503,19 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     _use_every_cpu_core()
     X, Y = data.load_moons()
-    names = ("learning_rate", *SWEEP_AXES[args.optimizer])
-    if any(decay != "none" for decay in args.decay):
-        names += ("decay", "decay_rate")
-    grid = {name: list(dict.fromkeys(getattr(args, name))) for name in names}
-    fixed = {"optimizer": args.optimizer, "epochs": args.epochs,
-             "mini_batch_size": args.mini_batch_size, "time_interval": args.time_interval}  # fmt: skip
+    grid = runs.sweep_grid(args.optimizer, vars(args))
+    base = runs.RunConfig(
+        optimizer=args.optimizer, epochs=args.epochs, mini_batch_size=args.mini_batch_size,
+        time_interval=args.time_interval,
+    )  # fmt: skip
+    make_optimizer = runs.sweep_factory(base, X.shape[1])
 
-    def make_optimizer(**config):
-        # The shared-structure form, as `train` builds it: decays differ in numbers only.
-        return RunConfig(**fixed, **config).make_optimizer(X.shape[1], shared_structure=True)
-
-    runs = len(sweep.grid_points(grid)) * len(args.seed)
+    n_runs = len(sweep.grid_points(grid)) * len(args.seed)
     bar = progress_bar(args.epochs, enabled=progress_wanted(args.no_progress), desc="sweep")
     start = time.perf_counter()
     with bar:
         rows = sweep.sweep(
-            X, Y, LAYERS_DIMS, make_optimizer, grid, seeds=args.seed, num_epochs=args.epochs,
+            X, Y, runs.LAYERS_DIMS, make_optimizer, grid, seeds=args.seed, num_epochs=args.epochs,
             mini_batch_size=args.mini_batch_size,
             on_chunk=lambda epoch, costs: bar.update(epoch - bar.n),
         )  # fmt: skip
@@ -704,8 +523,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     for row in rows:
         row["optimizer"] = args.optimizer
     devices = len(jax.devices())
-    best = max(rows, key=lambda r: (r["accuracy"], -r["final_cost"]))
-    print(f"{runs} runs x {args.epochs} epochs on {devices} {jax.default_backend()} device(s) "
+    best = runs.best_run(rows)
+    print(f"{n_runs} runs x {args.epochs} epochs on {devices} {jax.default_backend()} device(s) "
           f"in {seconds:.2f} s")  # fmt: skip
     setting = ", ".join(f"{k} {best[k]}" for k in grid)
     print(f"best: {setting}, seed {best['seed']}: accuracy {best['accuracy']!r}, "

@@ -6,6 +6,7 @@ Examples are columns: X has shape (n_features, m), Y has shape (1, m), as in the
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import jax
@@ -47,6 +48,19 @@ def load_moons() -> tuple[np.ndarray, np.ndarray]:
     """
     table = np.loadtxt(COURSE_MOONS, delimiter=",")
     return np.ascontiguousarray(table[:, :2].T), table[:, 2:].T.copy()
+
+
+COURSE_RESULTS = Path(__file__).with_name("course_results.json")
+
+
+def course_results() -> list[dict]:
+    """The course's seven recorded runs (its printed costs, learning rates and accuracies).
+
+    Each entry has ``run``, ``optimizer``, ``learning_rate``, ``decay`` (None, ``"update_lr"`` or
+    ``"schedule_lr_decay"``), ``cost_at_epoch`` and ``accuracy``; float64 course mode reproduces
+    every figure (the tests and the notebook compare against them).
+    """
+    return json.loads(COURSE_RESULTS.read_text())["runs"]
 
 
 @functools.lru_cache(maxsize=8)

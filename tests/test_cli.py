@@ -18,10 +18,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_lab import cli, optimizers, train
+from jaxopt_lab import checkpoints, cli, data, runs
 
-COURSE_RESULTS = Path(__file__).resolve().parents[2] / "shared" / "course_results.json"
-COURSE_RUNS = json.loads(COURSE_RESULTS.read_text())["runs"]
+COURSE_RUNS = data.course_results()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -141,7 +140,7 @@ def test_train_prints_and_writes(tmp_path, capsys):
     adam = course_run("adam", None)
     assert abs(float(out[0].split(": ")[1]) - adam["cost_at_epoch"]["0"]) < 2e-6
     result = json.loads((tmp_path / "result.json").read_text())
-    assert result["config"] == {**cli.RunConfig()._asdict(), "epochs": 2000}
+    assert result["config"] == {**runs.RunConfig()._asdict(), "epochs": 2000}
     assert len(result["costs"]) == 2000 and result["final_cost"] == result["costs"][-1]
     assert out[-1] == f"Accuracy: {result['accuracy']!r}"
     assert result["float"] == "float32"
@@ -214,45 +213,6 @@ def test_help_lists_the_subcommands(capsys):
     out = capsys.readouterr().out
     for command in ("train", "compare", "paths"):
         assert command in out
-
-
-# ---------------------------------------------------------------------------------------------
-# Building runs from flags
-# ---------------------------------------------------------------------------------------------
-
-
-def test_rmsprop_takes_beta_as_decay_and_epsilon_as_eps():
-    config = cli.RunConfig("rmsprop", 0.01, beta=0.8, epsilon=1e-6)
-    expected = optimizers.rmsprop(0.01, decay=0.8, eps=1e-6)
-    assert jax.tree.leaves(config.make_optimizer(300)) == jax.tree.leaves(expected)
-
-
-def test_the_seven_course_runs_compile_two_programs():
-    statics = {
-        train.split_optimizer(config.make_optimizer(300, shared_structure=True))[1]
-        for _, config in cli.COURSE_RUNS
-    }
-    assert len(statics) == 2
-
-
-@pytest.mark.parametrize(("label", "config"), cli.COURSE_RUNS)
-def test_shared_structure_schedules_equal_the_course_rates(x64, label, config):
-    steps = np.arange(5000 * 5)
-    shared_lr = config.learning_rate_schedule(300, shared_structure=True)
-    plain_lr = config.learning_rate_schedule(300)
-    expected = np.asarray(plain_lr(steps)) if callable(plain_lr) else np.full(steps.size, plain_lr)
-    np.testing.assert_array_equal(np.asarray(shared_lr(steps)), expected, err_msg=label)
-    assert np.asarray(shared_lr(steps)).dtype == np.float64
-
-
-def test_learning_rate_after_follows_the_course_formulas():
-    inverse = cli.RunConfig("gd", 0.1, decay="inverse-time")
-    assert "%f" % inverse.learning_rate_after(1000) == "0.000100"
-    fixed = cli.RunConfig("adam", 0.01, decay="fixed-interval")
-    assert ["%f" % fixed.learning_rate_after(e) for e in (0, 1000, 2000)] == [
-        "0.010000", "0.005000", "0.003333",
-    ]  # fmt: skip
-    assert cli.RunConfig().learning_rate_after(3000) == 0.0007
 
 
 def test_cache_dir_honours_xdg_cache_home(monkeypatch, tmp_path):
@@ -336,23 +296,6 @@ def test_console_script_exit_status_for_a_bad_flag():
     assert proc.stdout == ""
 
 
-def test_gd_as_momentum_with_beta_0_is_bitwise_gd():
-    config = cli.RunConfig("gd", 0.1, decay="inverse-time")
-    plain, shared = config.make_optimizer(300), config.make_optimizer(300, shared_structure=True)
-    grads = np.random.default_rng(0).normal(size=(40, 3, 2)).astype(np.float32)
-
-    @jax.jit
-    def descend(opt, params):
-        state = opt.init(params)
-        for g in grads:
-            updates, state = opt.update(g, state, params)
-            params = params + updates
-        return params
-
-    start = np.ones((3, 2), np.float32)
-    np.testing.assert_array_equal(descend(plain, start), descend(shared, start))
-
-
 # ---------------------------------------------------------------------------------------------
 # Checkpoints, resume and Ctrl-C
 # ---------------------------------------------------------------------------------------------
@@ -362,7 +305,7 @@ def test_resume_continues_exactly_and_refuses_to_overwrite(tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     base = ["train", "--seed", "4", "--checkpoint-dir", str(ckpt), "--checkpoint-every", "300"]
     assert cli.main([*base, "--epochs", "1000"]) == 0
-    assert [p.name for p in train.Checkpointer(ckpt, 1, {}).paths()] == [
+    assert [p.name for p in checkpoints.Checkpointer(ckpt, 1, {}).paths()] == [
         "ckpt_000000900.npz",
         "ckpt_000001000.npz",
     ]
@@ -404,7 +347,7 @@ def test_ctrl_c_saves_and_exits_130_then_resume_matches(tmp_path):
     assert err.count("\n") == 1 and "Traceback" not in err
     epoch = int(err.split("interrupted at epoch ")[1].split(";")[0])
     assert epoch % 500 == 0 and epoch >= 500
-    assert train.Checkpointer(ckpt, 1, {}).paths()[-1].name == f"ckpt_{epoch:09d}.npz"
+    assert checkpoints.Checkpointer(ckpt, 1, {}).paths()[-1].name == f"ckpt_{epoch:09d}.npz"
 
     total = str(epoch + 500)
     assert cli.main([*argv, "--epochs", total, "--resume", "--out", str(tmp_path / "a")]) == 0

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,17 +22,7 @@ from jaxopt_lab import course, data, model
 LAYERS = [2, 5, 2, 1]
 
 
-def course_results_path() -> Path | None:
-    """The recorded runs: ``shared/`` beside the repository (as CI clones it), or the file named
-    by ``JAXOPT_LAB_COURSE_RESULTS``."""
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "course_results.json"]
-    if os.environ.get("JAXOPT_LAB_COURSE_RESULTS"):
-        candidates.append(Path(os.environ["JAXOPT_LAB_COURSE_RESULTS"]))
-    return next((path for path in candidates if path.is_file()), None)
-
-
-RESULTS_PATH = course_results_path()
-RECORDED_RUNS = json.loads(RESULTS_PATH.read_text())["runs"] if RESULTS_PATH else []
+RECORDED_RUNS = data.course_results()  # shipped with the package: a bare clone has them
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,7 +34,9 @@ REPLAY = textwrap.dedent(
     import contextlib, io, json, sys
     from jaxopt_lab import course
 
-    runs = json.load(open(sys.argv[1]))["runs"]
+    from jaxopt_lab import data
+
+    runs = data.course_results()
     X, Y = course.load_dataset()
     printouts = []
     for run in runs:
@@ -74,7 +65,7 @@ def replayed_printouts() -> list[str]:
     # round differently in the last bits.
     env = {**os.environ, "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run(
-        [sys.executable, "-c", REPLAY, str(RESULTS_PATH)],
+        [sys.executable, "-c", REPLAY],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -102,8 +93,7 @@ def printed(printout: str, kind: str) -> list[str]:
 
 @pytest.mark.parametrize(
     "index",
-    [pytest.param(i, id=run["run"]) for i, run in enumerate(RECORDED_RUNS)]
-    or [pytest.param(None, marks=pytest.mark.skip(reason="course_results.json not found"))],
+    [pytest.param(i, id=run["run"]) for i, run in enumerate(RECORDED_RUNS)],
 )
 def test_recorded_course_run_is_reproduced_digit_for_digit(index, replayed_printouts):
     run = RECORDED_RUNS[index]
@@ -113,11 +103,6 @@ def test_recorded_course_run_is_reproduced_digit_for_digit(index, replayed_print
 
 
 def test_all_seven_runs_are_recorded():
-    if RESULTS_PATH is None:
-        pytest.skip(
-            "course_results.json not found beside the repository (../shared/) nor at "
-            "$JAXOPT_LAB_COURSE_RESULTS"
-        )
     assert len(RECORDED_RUNS) == 7
     assert {run["optimizer"] for run in RECORDED_RUNS} == {"gd", "momentum", "adam"}
 
