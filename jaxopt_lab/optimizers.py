@@ -70,6 +70,19 @@ def check_learning_rate(learning_rate) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+class ElementwiseTransformation(optax.GradientTransformation):
+    """A ``GradientTransformation`` that declares its update elementwise.
+
+    Each output element depends only on the same element of the gradients, state and parameters,
+    never on a leaf's shape or on the tree. :func:`jaxopt_lab.train.fit` may then run it over the
+    parameters raveled into one flat vector (one fused kernel per step) with the same result; any
+    other transformation sees the user's parameter tree. Every transformation in this module is
+    one, and :func:`chain` of them is one.
+    """
+
+    __slots__ = ()
+
+
 class ScaleByLearningRateState(NamedTuple):
     count: jax.Array  # shape=(), int32: updates applied so far (the schedule's step)
 
@@ -105,10 +118,10 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
     """
     check_learning_rate(learning_rate)
     if callable(learning_rate):
-        return optax.GradientTransformation(
+        return ElementwiseTransformation(
             Partial(_scheduled_lr_init), Partial(_scheduled_lr_update, learning_rate)
         )
-    return optax.GradientTransformation(
+    return ElementwiseTransformation(
         Partial(_constant_lr_init), Partial(_constant_lr_update, learning_rate)
     )
 
@@ -138,7 +151,7 @@ def scale_by_momentum(beta: float = 0.9) -> optax.GradientTransformation:
     (``v = beta v + g``), which is the same direction scaled by ``1 / (1 - beta)`` only at steady state.
     """
     check_number("beta", beta, low=0.0, high=1.0)
-    return optax.GradientTransformation(Partial(_momentum_init), Partial(_momentum_update, beta))
+    return ElementwiseTransformation(Partial(_momentum_init), Partial(_momentum_update, beta))
 
 
 class ScaleByRMSState(NamedTuple):
@@ -164,7 +177,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> optax.GradientTransfo
     """
     check_number("decay", decay, low=0.0, high=1.0)
     check_number("eps", eps, low=0.0)
-    return optax.GradientTransformation(Partial(_rms_init), Partial(_rms_update, decay, eps))
+    return ElementwiseTransformation(Partial(_rms_init), Partial(_rms_update, decay, eps))
 
 
 class ScaleByAdamState(NamedTuple):
@@ -210,7 +223,7 @@ def scale_by_adam(
     check_number("b1", b1, low=0.0, high=1.0)
     check_number("b2", b2, low=0.0, high=1.0)
     check_number("eps", eps, low=0.0)
-    return optax.GradientTransformation(Partial(_adam_init), Partial(_adam_update, b1, b2, eps))
+    return ElementwiseTransformation(Partial(_adam_init), Partial(_adam_update, b1, b2, eps))
 
 
 def _identity_init(params):
@@ -225,7 +238,7 @@ def _identity_update(updates, state, params=None):
 
 def identity() -> optax.GradientTransformation:
     """Pass gradients through unchanged (the direction of plain gradient descent)."""
-    return optax.GradientTransformation(Partial(_identity_init), Partial(_identity_update))
+    return ElementwiseTransformation(Partial(_identity_init), Partial(_identity_update))
 
 
 def _chain_init(inits, params):
@@ -241,12 +254,15 @@ def _chain_update(updates_fns, updates, state, params=None):
 
 
 def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformation:
-    """Apply transformations in order; the state is the tuple of their states."""
+    """Apply transformations in order; the state is the tuple of their states.
+
+    The chain is an :class:`ElementwiseTransformation` when every part is one.
+    """
     inits = tuple(t.init for t in transforms)
     updates = tuple(t.update for t in transforms)
-    return optax.GradientTransformation(
-        Partial(_chain_init, inits), Partial(_chain_update, updates)
-    )
+    elementwise = all(isinstance(t, ElementwiseTransformation) for t in transforms)
+    kind = ElementwiseTransformation if elementwise else optax.GradientTransformation
+    return kind(Partial(_chain_init, inits), Partial(_chain_update, updates))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from jax.flatten_util import ravel_pytree
 from jaxopt_lab import data, model
 
 DEFAULT_CHUNK_EPOCHS = 1000
+MAX_SEED = 2**32 - 1  # float32-mode JAX keys keep 32 bits of a seed: 2**32 would collide with 0
+MAX_EPOCHS = 2**31 - 1  # epoch numbers are int32 inside the compiled loop
 
 
 class DivergenceError(FloatingPointError):
@@ -297,11 +299,19 @@ def check_fit_args(X, Y, layers_dims, *, num_epochs, mini_batch_size, seed, chun
             f"layers_dims must start with X's row count {X.shape[0]} and end with 1, got {dims}"
         )
     check_positive_int("num_epochs", num_epochs)
+    if num_epochs > MAX_EPOCHS:
+        raise ValueError(f"num_epochs must be at most {MAX_EPOCHS}, got {num_epochs!r}")
     check_positive_int("mini_batch_size", mini_batch_size)
     if chunk_epochs is not None:
         check_positive_int("chunk_epochs", chunk_epochs)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
-        raise ValueError(f"seed must be None (course randomness) or an integer, got {seed!r}")
+    if seed is not None and (
+        isinstance(seed, bool)
+        or not isinstance(seed, (int, np.integer))
+        or not 0 <= seed <= MAX_SEED
+    ):
+        raise ValueError(
+            f"seed must be None (course randomness) or an integer in [0, {MAX_SEED}], got {seed!r}"
+        )
 
 
 def shuffle_key(seed: int) -> jax.Array:
