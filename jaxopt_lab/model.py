@@ -6,6 +6,8 @@ of shape (n_l, 1); examples are columns. Gradients come from ``jax.grad`` of :fu
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,19 +27,6 @@ def _course_he_init(layers_dims: list[int]) -> dict[str, np.ndarray]:
     return params
 
 
-def init_params_from_key(key: jax.Array, layers_dims: list[int], dtype=None) -> Params:
-    """He initialisation from a JAX key (traceable, so it can be vmapped over keys)."""
-    dtype = dtype or jnp.result_type(float)
-    params = {}
-    keys = jax.random.split(key, len(layers_dims) - 1)
-    for l in range(1, len(layers_dims)):
-        fan_in = layers_dims[l - 1]
-        w = jax.random.normal(keys[l - 1], (layers_dims[l], fan_in), dtype)
-        params[f"W{l}"] = w * jnp.sqrt(jnp.asarray(2 / fan_in, dtype))
-        params[f"b{l}"] = jnp.zeros((layers_dims[l], 1), dtype)
-    return params
-
-
 def init_key(seed: int) -> jax.Array:
     """The key that seed mode initialises parameters from (the shuffle key is its sibling)."""
     return jax.random.fold_in(jax.random.PRNGKey(seed), 0)
@@ -54,10 +43,29 @@ def init_params(layers_dims: list[int], seed: int | None = None) -> Params:
     Returns:
       The params dict in the default float dtype (float64 under ``JAX_ENABLE_X64``).
     """
+    dtype = jnp.result_type(float)
     if seed is None:
-        dtype = jnp.result_type(float)
-        return {k: jnp.asarray(v, dtype) for k, v in _course_he_init(list(layers_dims)).items()}
-    return init_params_from_key(init_key(seed), list(layers_dims))
+        # Cast on the host: a device-side cast would compile one small program per array.
+        return {
+            k: jax.device_put(v.astype(dtype))
+            for k, v in _course_he_init(list(layers_dims)).items()
+        }
+    # uint32: a traced Python int would be int32 in float32 mode (the key is the same).
+    return _init_params_from_seed(np.uint32(seed), tuple(layers_dims), dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init_params_from_seed(seed, layers_dims: tuple[int, ...], dtype) -> Params:
+    """He initialisation from ``init_key(seed)``, one compiled program (eagerly, each of a dozen
+    random ops would compile its own)."""
+    params = {}
+    keys = jax.random.split(init_key(seed), len(layers_dims) - 1)
+    for l in range(1, len(layers_dims)):
+        fan_in = layers_dims[l - 1]
+        w = jax.random.normal(keys[l - 1], (layers_dims[l], fan_in), dtype)
+        params[f"W{l}"] = w * jnp.sqrt(jnp.asarray(2 / fan_in, dtype))
+        params[f"b{l}"] = jnp.zeros((layers_dims[l], 1), dtype)
+    return params
 
 
 def num_layers(params: Params) -> int:

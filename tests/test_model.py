@@ -123,6 +123,35 @@ def test_seeded_init_is_he_from_a_jax_key():
     assert float(jnp.std(params["W1"])) == pytest.approx(np.sqrt(2 / 400), rel=0.02)
 
 
+@pytest.mark.parametrize("x64_mode", [False, True])
+def test_seeded_init_draws_from_the_seed_s_jax_key_at_the_edges_of_the_seed_range(x64_mode):
+    # The key of seed s is PRNGKey(s) folded with 0, in both precisions, up to 2**32 - 1.
+    with jax.enable_x64(x64_mode):
+        for seed in (0, 2**31, 2**32 - 1):
+            key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
+            first = jax.random.normal(jax.random.split(key, 3)[0], (5, 2))
+            expected = first * np.sqrt(np.asarray(2 / 2, first.dtype))
+            np.testing.assert_array_equal(model.init_params([2, 5, 2, 1], seed)["W1"], expected)
+
+
+def test_init_compiles_no_eager_programs_in_course_mode_and_one_in_seed_mode():
+    compiles = []
+
+    def record(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(record)
+    try:
+        model.init_params([2, 7, 3, 1])
+        assert compiles == []
+        model.init_params([2, 7, 3, 1], seed=5)
+        model.init_params([2, 7, 3, 1], seed=6)  # same shapes: the same program
+        assert len(compiles) == 1
+    finally:
+        jax.monitoring.unregister_event_duration_listener(record)
+
+
 def test_cross_entropy_matches_the_naive_formula_where_finite(x64):
     # |z| <= 12: beyond it the naive formula's 1 - sigmoid(z) loses digits to cancellation and
     # stops being a trustworthy reference, long before it overflows.
