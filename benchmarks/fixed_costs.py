@@ -254,9 +254,8 @@ def markdown(result: dict) -> str:
         lines.append(f"| {r['what']} | {r['seconds']:.2f} | {x} | {rate} |")
     lines += ["", "| goal | target | measured | met |", "|---|---:|---:|---|"]
     for name, g in result["goals"].items():
-        lines.append(
-            f"| {name} | {g['goal']:g} | {g['measured']:.3g} | {'yes' if g['met'] else 'no'} |"
-        )
+        met = "yes" if g["met"] else "no"
+        lines.append(f"| {name} | {g['goal']} | {g['measured']:.3g} | {met} |")
     return "\n".join(lines)
 
 
