@@ -153,7 +153,9 @@ def _scan_path(optimizer, start, key, noise, *, fn, steps):
 
     def step(carry, i):
         point, state = carry
-        g = grad(point) + noise * jax.random.normal(jax.random.fold_in(key, i), point.shape)
+        # Noise in the point's dtype: under x64 a float64 draw would promote the float32 state.
+        draw = jax.random.normal(jax.random.fold_in(key, i), point.shape, point.dtype)
+        g = grad(point) + noise * draw
         updates, state = optimizer.update(g, state, point)
         point = optax.apply_updates(point, updates)
         return (point, state), point

@@ -110,3 +110,12 @@ def test_paths_figure_draws_five_methods_on_two_surfaces():
 def test_unknown_surface_is_refused():
     with pytest.raises(ValueError, match="surface"):
         plots.lesson_methods("saddle")
+
+
+def test_optimizer_paths_stay_float32_under_x64(x64):
+    # The paths are drawn in float32 whatever the precision; noise must not promote the state.
+    points = plots.optimizer_path(
+        plots.elongated_bowl, (-9.0, 1.2), optimizers.momentum(0.038, 0.9), 5, noise=3.0
+    )
+    assert points.dtype == np.float32 and points.shape == (6, 2)
+    assert np.all(np.isfinite(points))
