@@ -88,7 +88,8 @@ class Hyperparameters:
 
     To ``jax.tree`` the box is a node whose children are its values while they hold no array
     (Python floats: ``jax.jit(f)(optimizer, ...)`` traces them), and an empty node carrying itself
-    as static aux data once they hold one (``adam(jnp.asarray(1e-3))``, ``schedules.epoch_table``):
+    as static aux data once they hold a concrete one (``adam(jnp.asarray(1e-3))``, an
+    ``epoch_table`` schedule; tracers, inside a trace, stay children):
     no array leaf then shows, as Flax NNX requires of ``nnx.Optimizer.tx``, and such an optimizer
     passed to ``jax.jit`` is static, like an Optax closure. :func:`open_hyperparameters` /
     :func:`close_hyperparameters` expose every box's values and box them again; that is how
@@ -110,9 +111,13 @@ class Hyperparameters:
         self.values = values
 
     def tree_flatten(self):
-        if any(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in jax.tree.leaves(self.values)):
-            return (), self
-        return self.values, None
+        leaves = jax.tree.leaves(self.values)
+        # Inside a trace (values are tracers) the box stays open: a tracer must never hide in aux.
+        if any(isinstance(x, jax.core.Tracer) for x in leaves) or not any(
+            isinstance(x, (jax.Array, np.ndarray)) for x in leaves
+        ):
+            return self.values, None
+        return (), self
 
     @classmethod
     def tree_unflatten(cls, boxed, children):

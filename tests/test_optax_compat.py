@@ -400,3 +400,14 @@ def test_array_hyperparameters_show_no_array_leaf_but_are_traced_by_fit_split():
     assert float(other_numbers[-1]) == pytest.approx(2e-3, rel=1e-6)
     # Python floats stay Python floats.
     assert all(type(x) is float for x in train.split_optimizer(optimizers.adam(1e-3))[0])
+
+
+def test_optimizers_pass_through_jit_as_arguments():
+    first_step = jax.jit(lambda opt, g: opt.update(g, opt.init(g))[0])
+    g = jnp.asarray([1.0, -2.0])
+    # Array hyperparameters: the optimizer is static to jit, like an Optax closure.
+    np.testing.assert_allclose(first_step(optimizers.gd(jnp.asarray(0.1)), g), -0.1 * g, rtol=1e-6)
+    # Built from traced numbers inside vmap: the box stays open, the numbers stay traced.
+    lrs = jnp.asarray([0.1, 0.2])
+    steps = jax.vmap(lambda lr: first_step(optimizers.gd(lr), g))(lrs)
+    np.testing.assert_allclose(steps, -lrs[:, None] * g[None, :], rtol=1e-6)
