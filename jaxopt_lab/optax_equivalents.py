@@ -34,10 +34,15 @@ def rmsprop(
 
 
 def adam(
-    learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
     """Adam, eps outside the square root: exactly ``optax.adam``."""
-    return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
+    return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype)
 
 
 OPTIMIZERS = {"gd": gd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam}

@@ -6,8 +6,20 @@ or a schedule ``step -> lr``) is applied and its sign flipped. Only ``jax`` is u
 ``optax`` provides nothing but the :class:`optax.GradientTransformation` type.
 
 The ``init``/``update`` functions are :class:`jax.tree_util.Partial` objects rather than nested
-closures, so hyperparameters are pytree *leaves*: ``jax.jit`` traces them (a new learning rate reuses
-the compiled program) and ``jax.vmap`` can batch them (a sweep is one program).
+closures, and each transformation's numbers (floats, arrays, a schedule) sit in one
+:class:`Hyperparameters` box inside them. Our own training loop opens the boxes
+(:func:`open_hyperparameters`, used by ``train.split_optimizer``), so ``jax.jit`` traces the numbers
+(a new learning rate reuses the compiled program) and ``jax.vmap`` batches them (a sweep is one
+program); :func:`close_hyperparameters` rebuilds the optimizer inside the trace. To anyone else a
+box holding an array shows no array leaf, so a framework that keeps the optimizer as static data
+(Flax NNX's ``nnx.Optimizer.tx``, which refuses arrays there) accepts it; Python floats stay Python
+floats and stay visible leaves, so ``jax.jit(f)(optimizer, ...)`` still traces them.
+
+Beyond the lesson's float32/float64, the transformations follow Optax where Optax users expect it:
+complex parameters (moduli ``|g|^2`` in the second moments), bfloat16/float16 (bias corrections
+computed in float32; Adam's ``mu_dtype``), extra ``update`` keyword arguments (accepted, ignored),
+step counters that saturate at 2**31 - 1, and Python float leaves. Each case branches in Python on
+the dtype, so the float32/float64 program is the same arithmetic as without them.
 """
 
 from __future__ import annotations
@@ -66,25 +78,171 @@ def check_learning_rate(learning_rate) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Hyperparameters: traced by our own jit, invisible to frameworks that store the optimizer as static
+# ---------------------------------------------------------------------------------------------
+
+
+@jax.tree_util.register_pytree_node_class
+class Hyperparameters:
+    """The numbers of one transformation (floats, arrays or a schedule), boxed.
+
+    To ``jax.tree`` the box is a node whose children are its values while they hold no array
+    (Python floats: ``jax.jit(f)(optimizer, ...)`` traces them), and an empty node carrying itself
+    as static aux data once they hold a concrete one (``adam(jnp.asarray(1e-3))``, an
+    ``epoch_table`` schedule; tracers, inside a trace, stay children):
+    no array leaf then shows, as Flax NNX requires of ``nnx.Optimizer.tx``, and such an optimizer
+    passed to ``jax.jit`` is static, like an Optax closure. :func:`open_hyperparameters` /
+    :func:`close_hyperparameters` expose every box's values and box them again; that is how
+    ``train.split_optimizer`` traces array hyperparameters too. Equality is identity.
+    """
+
+    __slots__ = ("values",)
+
+    def __init__(self, *values: Any):
+        self.values = values
+
+    def __repr__(self) -> str:
+        return f"Hyperparameters{self.values!r}"
+
+    def __getstate__(self):
+        return self.values
+
+    def __setstate__(self, values):
+        self.values = values
+
+    def tree_flatten(self):
+        leaves = jax.tree.leaves(self.values)
+        # Inside a trace (values are tracers) the box stays open: a tracer must never hide in aux.
+        if any(isinstance(x, jax.core.Tracer) for x in leaves) or not any(
+            isinstance(x, (jax.Array, np.ndarray)) for x in leaves
+        ):
+            return self.values, None
+        return (), self
+
+    @classmethod
+    def tree_unflatten(cls, boxed, children):
+        return boxed if boxed is not None else cls(*children)
+
+
+@jax.tree_util.register_pytree_node_class
+class _OpenHyperparameters:
+    """:class:`Hyperparameters` as a pytree node: its values are the children, nothing is aux."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: tuple):
+        self.values = values
+
+    def tree_flatten(self):
+        return self.values, None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        del aux
+        return cls(tuple(children))
+
+
+@jax.tree_util.register_pytree_node_class
+class _Static:
+    """A setting that is part of the program, not a number (a dtype): aux data, never a leaf."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def tree_flatten(self):
+        return (), self.value
+
+    @classmethod
+    def tree_unflatten(cls, value, children):
+        del children
+        return cls(value)
+
+
+def _is_closed(x) -> bool:
+    return isinstance(x, Hyperparameters)
+
+
+def _is_open(x) -> bool:
+    return isinstance(x, _OpenHyperparameters)
+
+
+def open_hyperparameters(tree: Any) -> Any:
+    """``tree`` with every :class:`Hyperparameters` turned into a pytree node, so that
+    ``jax.tree.flatten`` reaches the numbers (this is how ``train.split_optimizer`` traces them)."""
+    return jax.tree.map(
+        lambda x: _OpenHyperparameters(open_hyperparameters(x.values)) if _is_closed(x) else x,
+        tree,
+        is_leaf=_is_closed,
+    )
+
+
+def close_hyperparameters(tree: Any) -> Any:
+    """The inverse of :func:`open_hyperparameters` (values may be tracers: used inside a trace)."""
+    return jax.tree.map(
+        lambda x: Hyperparameters(*close_hyperparameters(x.values)) if _is_open(x) else x,
+        tree,
+        is_leaf=_is_open,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Primitives
 # ---------------------------------------------------------------------------------------------
 
 
-class ElementwiseTransformation(optax.GradientTransformation):
+class ElementwiseTransformation(optax.GradientTransformationExtraArgs):
     """A ``GradientTransformation`` that declares its update elementwise.
 
     Each output element depends only on the same element of the gradients, state and parameters,
     never on a leaf's shape or on the tree. :func:`jaxopt_lab.train.fit` may then run it over the
     parameters raveled into one flat vector (one fused kernel per step) with the same result; any
     other transformation sees the user's parameter tree. Every transformation in this module is
-    one, and :func:`chain` of them is one.
+    one, and :func:`chain` of them is one. It takes Optax's extra keyword arguments
+    (``update(g, state, params, value=...)``) and ignores them.
     """
 
     __slots__ = ()
 
 
+def _transformation(init, update, *numbers) -> ElementwiseTransformation:
+    return ElementwiseTransformation(Partial(init), Partial(update, Hyperparameters(*numbers)))
+
+
+def _increment(count: jax.Array) -> jax.Array:
+    # Saturate instead of wrapping to a negative step after 2**31 - 1 updates: one select.
+    return jnp.where(count < jnp.iinfo(count.dtype).max, count + 1, count)
+
+
+def _abs_sq(g):
+    # |g|^2; for real g exactly g**2, so the real-valued program is unchanged.
+    if jnp.iscomplexobj(g):
+        return (g * jnp.conj(g)).real
+    return g**2
+
+
+def _like(new, old):
+    """``new`` in ``old``'s dtype: a state keeps its dtype whatever the hyperparameters' dtype."""
+    return new.astype(old.dtype) if new.dtype != old.dtype else new
+
+
+def _correction_dtype(dtype) -> np.dtype:
+    """Where ``1 - b ** t`` is computed: in the moment's dtype for float32/float64 (as before), in
+    float32 below it (0.999 is 1.0 in bfloat16), in the real dtype for complex moments."""
+    dtype = np.dtype(dtype)
+    if jnp.issubdtype(dtype, jnp.complexfloating):
+        dtype = np.finfo(dtype).dtype
+    return np.dtype(np.float32) if dtype.itemsize < 4 else dtype
+
+
 class ScaleByLearningRateState(NamedTuple):
-    count: jax.Array  # shape=(), int32: updates applied so far (the schedule's step)
+    count: jax.Array  # shape=(), int32: updates applied so far (the schedule's step), saturating
+
+
+def _scaled(lr, u):
+    u = jnp.asarray(u)  # a Python float leaf has no .astype
+    return (-lr * u).astype(u.dtype)
 
 
 def _scheduled_lr_init(params):
@@ -92,11 +250,12 @@ def _scheduled_lr_init(params):
     return ScaleByLearningRateState(count=jnp.zeros([], jnp.int32))
 
 
-def _scheduled_lr_update(schedule, updates, state, params=None):
-    del params
+def _scheduled_lr_update(hyper, updates, state, params=None, **extra_args):
+    del params, extra_args
+    (schedule,) = hyper.values
     lr = schedule(state.count)
-    updates = jax.tree.map(lambda u: (-lr * u).astype(u.dtype), updates)
-    return updates, ScaleByLearningRateState(count=state.count + 1)
+    updates = jax.tree.map(lambda u: _scaled(lr, u), updates)
+    return updates, ScaleByLearningRateState(count=_increment(state.count))
 
 
 def _constant_lr_init(params):
@@ -104,12 +263,13 @@ def _constant_lr_init(params):
     return ()
 
 
-def _constant_lr_update(learning_rate, updates, state, params=None):
-    del params
-    return jax.tree.map(lambda u: (-learning_rate * u).astype(u.dtype), updates), state
+def _constant_lr_update(hyper, updates, state, params=None, **extra_args):
+    del params, extra_args
+    (learning_rate,) = hyper.values
+    return jax.tree.map(lambda u: _scaled(learning_rate, u), updates), state
 
 
-def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTransformation:
+def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> ElementwiseTransformation:
     """Multiply updates by ``-learning_rate``, or by ``-learning_rate(step)`` for a schedule.
 
     The step passed to a schedule counts the updates made before this one: 0 at the first update.
@@ -118,112 +278,141 @@ def scale_by_learning_rate(learning_rate: ScalarOrSchedule) -> optax.GradientTra
     """
     check_learning_rate(learning_rate)
     if callable(learning_rate):
-        return ElementwiseTransformation(
-            Partial(_scheduled_lr_init), Partial(_scheduled_lr_update, learning_rate)
-        )
-    return ElementwiseTransformation(
-        Partial(_constant_lr_init), Partial(_constant_lr_update, learning_rate)
-    )
+        return _transformation(_scheduled_lr_init, _scheduled_lr_update, learning_rate)
+    return _transformation(_constant_lr_init, _constant_lr_update, learning_rate)
 
 
 class ScaleByMomentumState(NamedTuple):
     velocity: Any  # same tree, shapes and dtypes as params: EMA of the gradients
 
 
-def _zeros_like_tree(params):
-    return jax.tree.map(jnp.zeros_like, params)
+def _zeros_like_tree(params, dtype=None):
+    return jax.tree.map(lambda p: jnp.zeros_like(p, dtype=dtype), params)
 
 
 def _momentum_init(params):
     return ScaleByMomentumState(velocity=_zeros_like_tree(params))
 
 
-def _momentum_update(beta, updates, state, params=None):
-    del params
-    velocity = jax.tree.map(lambda v, g: beta * v + (1 - beta) * g, state.velocity, updates)
+def _momentum_update(hyper, updates, state, params=None, **extra_args):
+    del params, extra_args
+    (beta,) = hyper.values
+    velocity = jax.tree.map(
+        lambda v, g: _like(beta * v + (1 - beta) * g, v), state.velocity, updates
+    )
     return velocity, ScaleByMomentumState(velocity=velocity)
 
 
-def scale_by_momentum(beta: float = 0.9) -> optax.GradientTransformation:
+def scale_by_momentum(beta: float = 0.9) -> ElementwiseTransformation:
     """Exponential moving average of the gradients: ``v = beta v + (1 - beta) g``; returns v.
 
     Note: this is the course's EMA momentum. Optax's ``sgd(momentum=beta)`` is heavy-ball
     (``v = beta v + g``), which is the same direction scaled by ``1 / (1 - beta)`` only at steady state.
     """
     check_number("beta", beta, low=0.0, high=1.0)
-    return ElementwiseTransformation(Partial(_momentum_init), Partial(_momentum_update, beta))
+    return _transformation(_momentum_init, _momentum_update, beta)
 
 
 class ScaleByRMSState(NamedTuple):
-    nu: Any  # same tree, shapes and dtypes as params: EMA of the squared gradients
+    nu: Any  # same tree, shapes and dtypes as params: EMA of the squared moduli |g|^2
 
 
 def _rms_init(params):
     return ScaleByRMSState(nu=_zeros_like_tree(params))
 
 
-def _rms_update(decay, eps, updates, state, params=None):
-    del params
-    nu = jax.tree.map(lambda s, g: decay * s + (1 - decay) * g**2, state.nu, updates)
+def _rms_update(hyper, updates, state, params=None, **extra_args):
+    del params, extra_args
+    decay, eps = hyper.values
+    nu = jax.tree.map(
+        lambda s, g: _like(decay * s + (1 - decay) * _abs_sq(g), s), state.nu, updates
+    )
     updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, nu)
     return updates, ScaleByRMSState(nu=nu)
 
 
-def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> optax.GradientTransformation:
-    """RMS scaling: ``s = decay s + (1 - decay) g^2``; returns ``g / (sqrt(s) + eps)``.
+def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> ElementwiseTransformation:
+    """RMS scaling: ``s = decay s + (1 - decay) |g|^2``; returns ``g / (sqrt(s) + eps)``.
 
     Note: eps is *outside* the square root, as in the course. Optax's ``scale_by_rms`` defaults to
     ``eps_in_sqrt=True``; its twin here passes ``eps_in_sqrt=False``.
     """
     check_number("decay", decay, low=0.0, high=1.0)
     check_number("eps", eps, low=0.0)
-    return ElementwiseTransformation(Partial(_rms_init), Partial(_rms_update, decay, eps))
+    return _transformation(_rms_init, _rms_update, decay, eps)
 
 
 class ScaleByAdamState(NamedTuple):
-    count: jax.Array  # shape=(), int32: updates applied so far
-    mu: Any  # same tree, shapes and dtypes as params: EMA of the gradients
-    nu: Any  # same tree, shapes and dtypes as params: EMA of the squared gradients
+    count: jax.Array  # shape=(), int32: updates applied so far, saturating at 2**31 - 1
+    mu: Any  # same tree and shapes as params, dtype mu_dtype or params': EMA of the gradients
+    nu: Any  # same tree, shapes and dtypes as params: EMA of the squared moduli |g|^2
 
 
-def _adam_init(params):
-    zeros = _zeros_like_tree(params)
-    return ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros, nu=zeros)
+def _adam_init(mu_dtype, params):
+    mu_dtype = mu_dtype.value
+    return ScaleByAdamState(
+        count=jnp.zeros([], jnp.int32),
+        mu=_zeros_like_tree(params, mu_dtype),
+        nu=_zeros_like_tree(params),
+    )
 
 
-def _adam_update(b1, b2, eps, updates, state, params=None):
-    del params
-    count = state.count + 1
+def _adam_update(hyper, updates, state, params=None, **extra_args):
+    del params, extra_args
+    b1, b2, eps = hyper.values
+    count = _increment(state.count)
     mu = jax.tree.map(lambda v, g: b1 * v + (1 - b1) * g, state.mu, updates)
-    nu = jax.tree.map(lambda s, g: b2 * s + (1 - b2) * g**2, state.nu, updates)
+    nu = jax.tree.map(lambda s, g: _like(b2 * s + (1 - b2) * _abs_sq(g), s), state.nu, updates)
 
     def direction(m, v):
-        # The step t as a float of the moment's own dtype: an int32 t would send b ** t through a
-        # mixed-type power and, under x64, promote the bias corrections away from the moment dtype.
-        t = count.astype(m.dtype)
-        m_hat = m / (1 - jnp.asarray(b1, m.dtype) ** t)
-        v_hat = v / (1 - jnp.asarray(b2, m.dtype) ** t)
+        # The step t as a float (not int32: a mixed-type power would, under x64, promote the
+        # corrections away from the moment dtype). Float32/float64 moments keep their own dtype,
+        # so this is the same arithmetic as ever; see _correction_dtype for the others.
+        dtype = _correction_dtype(m.dtype)
+        t = count.astype(dtype)
+        m_hat = m / _like(1 - jnp.asarray(b1, dtype) ** t, m)
+        v_hat = v / _like(1 - jnp.asarray(b2, dtype) ** t, v)
         return m_hat / (jnp.sqrt(v_hat) + eps)
 
-    return jax.tree.map(direction, mu, nu), ScaleByAdamState(count=count, mu=mu, nu=nu)
+    updates = jax.tree.map(direction, mu, nu)
+    mu = jax.tree.map(lambda new, old: _like(new, old), mu, state.mu)
+    return updates, ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+
+def _checked_dtype(name: str, dtype) -> np.dtype | None:
+    if dtype is None:
+        return None
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"{name} must be a floating-point dtype or None, got {dtype!r}") from None
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise ValueError(f"{name} must be a floating-point dtype or None, got {dtype!r}")
+    return jax.dtypes.canonicalize_dtype(dtype)
 
 
 def scale_by_adam(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
-) -> optax.GradientTransformation:
+    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, *, mu_dtype=None
+) -> ElementwiseTransformation:
     """Adam's direction: bias-corrected first moment over bias-corrected RMS.
 
     With t = 1 at the first update::
 
-        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) g^2
+        m = b1 m + (1 - b1) g;   v = b2 v + (1 - b2) |g|^2
         direction = (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 
-    eps is outside the square root (Optax's ``eps``, not ``eps_root``).
+    eps is outside the square root (Optax's ``eps``, not ``eps_root``). ``mu_dtype`` stores the
+    first moment in another dtype (e.g. float32 for bfloat16 parameters), as Optax's does; the
+    direction is computed before the moment is cast.
     """
     check_number("b1", b1, low=0.0, high=1.0)
     check_number("b2", b2, low=0.0, high=1.0)
     check_number("eps", eps, low=0.0)
-    return ElementwiseTransformation(Partial(_adam_init), Partial(_adam_update, b1, b2, eps))
+    mu_dtype = _checked_dtype("mu_dtype", mu_dtype)
+    return ElementwiseTransformation(
+        Partial(_adam_init, _Static(mu_dtype)),
+        Partial(_adam_update, Hyperparameters(b1, b2, eps)),
+    )
 
 
 def _identity_init(params):
@@ -231,38 +420,41 @@ def _identity_init(params):
     return ()
 
 
-def _identity_update(updates, state, params=None):
-    del params
+def _identity_update(hyper, updates, state, params=None, **extra_args):
+    del hyper, params, extra_args
     return updates, state
 
 
-def identity() -> optax.GradientTransformation:
+def identity() -> ElementwiseTransformation:
     """Pass gradients through unchanged (the direction of plain gradient descent)."""
-    return ElementwiseTransformation(Partial(_identity_init), Partial(_identity_update))
+    return _transformation(_identity_init, _identity_update)
 
 
-def _chain_init(inits, params):
-    return tuple(init(params) for init in inits)
+def _chain_init(transforms, params):
+    return tuple(t.init(params) for t in transforms)
 
 
-def _chain_update(updates_fns, updates, state, params=None):
+def _chain_update(transforms, updates, state, params=None, **extra_args):
     new_state = []
-    for update, s in zip(updates_fns, state, strict=True):
-        updates, s = update(updates, s, params)
+    for t, s in zip(transforms, state, strict=True):
+        if isinstance(t, optax.GradientTransformationExtraArgs):
+            updates, s = t.update(updates, s, params, **extra_args)
+        else:
+            updates, s = t.update(updates, s, params)
         new_state.append(s)
     return updates, tuple(new_state)
 
 
-def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformation:
+def chain(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     """Apply transformations in order; the state is the tuple of their states.
 
-    The chain is an :class:`ElementwiseTransformation` when every part is one.
+    Extra keyword arguments of ``update`` reach the parts that take them (Optax's
+    ``GradientTransformationExtraArgs``). The chain is an :class:`ElementwiseTransformation` when
+    every part is one.
     """
-    inits = tuple(t.init for t in transforms)
-    updates = tuple(t.update for t in transforms)
     elementwise = all(isinstance(t, ElementwiseTransformation) for t in transforms)
-    kind = ElementwiseTransformation if elementwise else optax.GradientTransformation
-    return kind(Partial(_chain_init, inits), Partial(_chain_update, updates))
+    kind = ElementwiseTransformation if elementwise else optax.GradientTransformationExtraArgs
+    return kind(Partial(_chain_init, transforms), Partial(_chain_update, transforms))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +528,12 @@ def rmsprop(
 
 
 def adam(
-    learning_rate: ScalarOrSchedule, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+    learning_rate: ScalarOrSchedule,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
     """Adam with bias correction, eps outside the square root.
 
@@ -348,6 +545,7 @@ def adam(
       b1: decay of the first moment, in [0, 1).
       b2: decay of the second moment, in [0, 1).
       eps: added to the root of the corrected second moment.
+      mu_dtype: dtype of the first moment in the state (default: the parameters'), as in Optax.
 
     Returns:
       An ``optax.GradientTransformation``; equal to ``optax.adam`` with the same arguments.
@@ -360,7 +558,9 @@ def adam(
       >>> round(float(updates[0]), 6)   # the first Adam step is -lr * g / |g|
       -0.1
     """
-    return chain(scale_by_adam(b1, b2, eps), scale_by_learning_rate(learning_rate))
+    return chain(
+        scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype), scale_by_learning_rate(learning_rate)
+    )
 
 
 OPTIMIZERS: dict[str, Callable[..., optax.GradientTransformation]] = {

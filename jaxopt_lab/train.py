@@ -20,7 +20,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxopt_lab import data, model
+from jaxopt_lab import data, model, optimizers
 
 DEFAULT_CHUNK_EPOCHS = 1000
 MAX_SEED = 2**32 - 1  # float32-mode JAX keys keep 32 bits of a seed: 2**32 would collide with 0
@@ -99,11 +99,12 @@ class _StaticPart(NamedTuple):
 def split_optimizer(optimizer: optax.GradientTransformation) -> tuple[list, _StaticPart]:
     """Split an optimizer into traced numbers and a hashable static remainder.
 
-    The hand-rolled optimizers keep their hyperparameters as pytree leaves, so they come out as
+    The hand-rolled optimizers keep their hyperparameters in boxes that this opens
+    (:func:`jaxopt_lab.optimizers.open_hyperparameters`), so they come out as
     numbers and a new learning rate reuses the compiled program. Closure-based optimizers (Optax's)
     come out whole in the static part and compile once per instance.
     """
-    leaves, treedef = jax.tree.flatten(optimizer)
+    leaves, treedef = jax.tree.flatten(optimizers.open_hyperparameters(optimizer))
     numbers = [leaf for leaf in leaves if _is_number(leaf)]
     others = tuple((i, leaf) for i, leaf in enumerate(leaves) if not _is_number(leaf))
     return numbers, _StaticPart(treedef, others)
@@ -114,7 +115,7 @@ def join_optimizer(numbers: list, static: _StaticPart) -> optax.GradientTransfor
     others = dict(static.others)
     n = static.treedef.num_leaves
     leaves = [others[i] if i in others else next(numbers) for i in range(n)]
-    return jax.tree.unflatten(static.treedef, leaves)
+    return optimizers.close_hyperparameters(jax.tree.unflatten(static.treedef, leaves))
 
 
 def stack_optimizers(optimizers: list[optax.GradientTransformation]) -> tuple[list, _StaticPart]:
