@@ -128,7 +128,7 @@ def test_cli_sweep_writes_results_and_heatmap_and_rows_match_train(tmp_path, cap
     results = written["results"]
     assert len(results) == 2 * 2 * 2 * 2
     assert set(results[0]) == {"optimizer", "learning_rate", "beta", "decay", "decay_rate",
-                               "seed", "final_cost", "accuracy"}  # fmt: skip
+                               "seed", "diverged_at_epoch", "final_cost", "accuracy"}  # fmt: skip
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     row = next(r for r in results if r["decay"] == "inverse-time" and r["seed"] == 2)
