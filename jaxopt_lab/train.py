@@ -414,9 +414,10 @@ def _check_state(state, optimizer, params_like, num_epochs: int) -> None:
     """A state to resume from must be a :class:`TrainState` this optimizer can continue."""
     if not isinstance(state, TrainState):
         raise ValueError(f"state must be a train.TrainState or None, got {type(state).__name__}")
-    if isinstance(state.epoch, bool) or not isinstance(state.epoch, (int, np.integer)):
-        raise ValueError(f"state.epoch must be an integer, got {state.epoch!r}")
-    if not 0 <= state.epoch <= num_epochs:
+    epoch = state.epoch
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"state.epoch must be an integer >= 0, got {epoch!r}")
+    if epoch > num_epochs:
         raise ValueError(
             f"state is at epoch {state.epoch}, past num_epochs={num_epochs}: num_epochs counts "
             "the epochs already done, so it must be at least the state's epoch"
@@ -482,13 +483,17 @@ def fit(
       X: features, shape (n_x, m), examples as columns.
       Y: 0/1 labels, shape (1, m).
       layers_dims: layer widths, ``layers_dims[0] == n_x`` and ``layers_dims[-1] == 1``.
-      optimizer: an ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)``.
+      optimizer: any ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)`` or
+        ``optax.lamb(0.01)``. It sees the params dict, as in a plain Optax loop, unless it is an
+        :class:`optimizers.ElementwiseTransformation` (the hand-rolled ones), which runs over
+        the parameters raveled into one vector: the same result, faster (:func:`is_elementwise`).
       num_epochs: total epochs of the run (a resumed run counts the epochs already done).
       mini_batch_size: columns per mini-batch; the last batch of an epoch holds the remainder.
       seed: ``None`` for the course's randomness (NumPy seeds), an int for JAX randomness.
       chunk_epochs: epochs per compiled call (default 1000): the granularity of progress,
         divergence checks and checkpoints. Results do not depend on it.
-      state: a :class:`TrainState` to continue from (see ``on_chunk``); default: a fresh start.
+      state: a :class:`TrainState` to continue from (see ``on_chunk``), made with the same
+        optimizer and at most ``num_epochs`` epochs in; default: a fresh start.
       on_chunk: called with the :class:`TrainState` after every chunk, e.g. to save a checkpoint.
 
     Returns:
