@@ -251,7 +251,15 @@ def sweep(
     # Padding repeats the last optimizer object, not its config: a second call of an Optax
     # factory makes new closures, which could not share the program with the first.
     built = [_build(factory, name, config) for config in configs]
-    numbers, static = train.stack_optimizers(_pad(built, len(padded_configs)))
+    try:
+        numbers, static = train.stack_optimizers(_pad(built, len(padded_configs)))
+    except ValueError as error:
+        if all(train.is_elementwise(b) for b in built):
+            raise
+        raise ValueError(
+            f"{error}; an Optax transformation keeps its hyperparameters in closures, so sweep "
+            "one configuration per call"
+        ) from None
     # (hyperparameters,) -> (seeds, hyperparameters): every seed runs every setting.
     numbers = [jnp.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
 

@@ -17,6 +17,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.tree_util import Partial
 
@@ -232,6 +233,10 @@ BAD_SWEEP_ARGS = [
     ("seed", {"seeds": [2**63]}),
     ("on_chunk", {"on_chunk": 5}),
     ("GradientTransformation", {"optimizer": lambda learning_rate: "adam"}),
+    (
+        "one configuration per call",
+        {"optimizer": optax.adam, "grid": {"learning_rate": [0.01, 0.1]}},
+    ),
 ]
 
 
