@@ -256,7 +256,8 @@ def test_only_declared_elementwise_optimizers_take_the_flat_path():
         assert train.is_elementwise(optimizer)
         state = train.init_state(LAYERS, optimizer, 0)
         assert all(leaf.ndim <= 1 for leaf in jax.tree.leaves(state.opt_state))
-    for optimizer in [optax_equivalents.adam(0.01), optax.lamb(0.01)]:
+    mixed = optimizers.chain(optax.clip_by_global_norm(1.0), optimizers.adam(0.01))
+    for optimizer in [optax_equivalents.adam(0.01), optax.lamb(0.01), mixed]:
         assert not train.is_elementwise(optimizer)
         state = train.init_state(LAYERS, optimizer, 0)
         assert any(leaf.ndim == 2 for leaf in jax.tree.leaves(state.opt_state))
