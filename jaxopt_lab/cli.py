@@ -526,15 +526,23 @@ def run_sweep(args: argparse.Namespace) -> int:
     best = runs.best_run(rows)
     print(f"{n_runs} runs x {args.epochs} epochs on {devices} {jax.default_backend()} device(s) "
           f"in {seconds:.2f} s")  # fmt: skip
-    setting = ", ".join(f"{k} {best[k]}" for k in grid)
-    print(f"best: {setting}, seed {best['seed']}: accuracy {best['accuracy']!r}, "
-          f"final cost {best['final_cost']:.6f}")  # fmt: skip
+    diverged = sum(row["diverged_at_epoch"] is not None for row in rows)
+    if diverged:
+        print(f"diverged: {diverged} of {n_runs} runs (cost not finite; never ranked best)")
+    if best is None:
+        print("best: none, every run diverged")
+    else:
+        setting = ", ".join(f"{k} {best[k]}" for k in grid)
+        print(f"best: {setting}, seed {best['seed']}: accuracy {best['accuracy']!r}, "
+              f"final cost {best['final_cost']:.6f}")  # fmt: skip
 
     if args.out is not None:
-        write_json(args.out / "sweep.json", {
+        content = {
             "devices": devices, "epochs": args.epochs, "mini_batch_size": args.mini_batch_size,
             "seconds": seconds, **environment(), "results": rows,
-        })  # fmt: skip
+        }  # fmt: skip
+        json.dumps(content, allow_nan=False)  # a bare NaN would make the file invalid JSON
+        write_json(args.out / "sweep.json", content)
         plots.save_png(
             plots.plot_sweep_heatmap(rows, title=f"{args.optimizer}, {args.epochs} epochs"),
             args.out / "sweep.png",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import numpy as np
 import optax
 from matplotlib.axes import Axes
@@ -274,7 +275,9 @@ def plot_paths(seed: int = 0) -> Figure:
 # Sweeps
 # ---------------------------------------------------------------------------------------------
 
-SWEEP_RESULTS = ("optimizer", "seed", "final_cost", "accuracy", "costs")  # not grid axes
+SWEEP_RESULTS = (  # not grid axes
+    "optimizer", "seed", "diverged_at_epoch", "final_cost", "accuracy", "costs",
+)  # fmt: skip
 
 
 def sweep_axes(rows: Sequence[Mapping]) -> list[str]:
@@ -289,6 +292,8 @@ def plot_sweep_heatmap(rows: Sequence[Mapping], *, title: str = "Sweep") -> Figu
 
     Each cell averages the runs that share its two values (all seeds, and any other axis); the
     text in the cell is ``mean`` over ``± std`` across those runs, so the spread between seeds shows.
+    Diverged runs (``diverged_at_epoch`` set) are left out of the averages and counted in the
+    cell ("2 diverged"); a cell whose runs all diverged is grey and says "diverged".
 
     Args:
       rows: the rows of :func:`jaxopt_lab.sweep.sweep`.
@@ -302,27 +307,44 @@ def plot_sweep_heatmap(rows: Sequence[Mapping], *, title: str = "Sweep") -> Figu
     def values(name):
         return sorted({r[name] for r in rows}, key=_sort_key) if name else [None]
 
+    def diverged(row) -> bool:
+        value = row.get("final_cost")
+        return row.get("diverged_at_epoch") is not None or value is None or not math.isfinite(value)
+
     xs, ys = values(x_name), values(y_name)
     fig = Figure(figsize=(max(7.5, 1.3 * len(xs) * 2 + 2), max(3.0, 0.6 * len(ys) + 2)))
     panels = fig.subplots(1, 2, squeeze=False)[0]
     for ax, metric, cmap in zip(panels, ("accuracy", "final_cost"), ("viridis", "viridis_r"),
                                 strict=True):  # fmt: skip
-        mean = np.full((len(ys), len(xs)), np.nan)
-        std = np.full_like(mean, np.nan)
+        mean = np.zeros((len(ys), len(xs)))
+        std = np.zeros_like(mean)
+        filled = np.zeros(mean.shape, bool)
+        lost = np.zeros(mean.shape, int)  # diverged runs per cell
         for i, y in enumerate(ys):
             for j, x in enumerate(xs):
-                cell = [r[metric] for r in rows
+                cell = [r for r in rows
                         if (x_name is None or r[x_name] == x) and (y_name is None or r[y_name] == y)]  # fmt: skip
-                if cell:
-                    mean[i, j], std[i, j] = np.nanmean(cell), np.nanstd(cell)
-        image = ax.imshow(mean, cmap=cmap, aspect="auto", origin="lower")
-        fig.colorbar(image, ax=ax, shrink=0.85)
+                finite = [r[metric] for r in cell if not diverged(r)]
+                lost[i, j] = len(cell) - len(finite)
+                if finite:  # np.mean of nothing would warn and give NaN
+                    mean[i, j], std[i, j], filled[i, j] = np.mean(finite), np.std(finite), True
+        shown = np.ma.masked_array(mean, mask=~filled)
+        palette = matplotlib.colormaps[cmap].with_extremes(bad="0.8")  # masked cells: grey
+        image = ax.imshow(shown, cmap=palette, aspect="auto", origin="lower")
+        if filled.any():
+            fig.colorbar(image, ax=ax, shrink=0.85)
         for i in range(len(ys)):
             for j in range(len(xs)):
-                r, g, b, _ = image.cmap(image.norm(mean[i, j]))
-                dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                ax.text(j, i, f"{mean[i, j]:.3f}\n±{std[i, j]:.3f}", ha="center", va="center",
-                        fontsize=7, color="white" if dark else "black")  # fmt: skip
+                if not filled[i, j]:
+                    text, dark = "diverged" if lost[i, j] else "", False
+                else:
+                    r, g, b, _ = image.cmap(image.norm(mean[i, j]))
+                    dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+                    text = f"{mean[i, j]:.3f}\n±{std[i, j]:.3f}"
+                    if lost[i, j]:
+                        text += f"\n{lost[i, j]} diverged"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                        color="white" if dark else "black")  # fmt: skip
         ax.set_xticks(range(len(xs)), [_label(x) for x in xs], fontsize=8, rotation=30)
         ax.set_yticks(range(len(ys)), [_label(y) for y in ys], fontsize=8)
         ax.set(xlabel=x_name or "", ylabel=y_name or "", title=metric.replace("_", " "))

@@ -8,6 +8,7 @@ call it) and :func:`compare` turns the seven into the rows of the comparison tab
 from __future__ import annotations
 
 import concurrent.futures
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -243,6 +244,24 @@ def sweep_factory(base: RunConfig, m: int) -> Callable[..., optax.GradientTransf
     return make_optimizer
 
 
-def best_run(rows: Sequence[dict]) -> dict:
-    """The sweep row with the highest accuracy, ties broken by the lower final cost."""
-    return max(rows, key=lambda r: (r["accuracy"], -r["final_cost"]))
+def best_run(rows: Sequence[dict]) -> dict | None:
+    """The sweep row with the highest accuracy, ties broken by the lower final cost.
+
+    Diverged rows (``diverged_at_epoch`` set, or no finite final cost) never count: the result
+    is None when every run diverged.
+    """
+
+    def finished(row) -> bool:
+        cost, accuracy = row.get("final_cost"), row.get("accuracy")
+        return (
+            row.get("diverged_at_epoch") is None
+            and cost is not None
+            and accuracy is not None
+            and math.isfinite(cost)
+            and math.isfinite(accuracy)
+        )
+
+    candidates = [row for row in rows if finished(row)]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (r["accuracy"], -r["final_cost"]))

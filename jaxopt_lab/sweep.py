@@ -36,6 +36,56 @@ def grid_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
+def _check_grid(grid) -> None:
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"grid must map argument names to lists of values, got {grid!r}")
+    for name, values in grid.items():
+        if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+            raise ValueError(
+                f"grid[{name!r}] must be a list of values to try, e.g. [{values!r}], got {values!r}"
+            )
+
+
+def _check_seeds(seeds) -> list:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
+        raise ValueError(f"seeds must be a list of integer seeds, e.g. [0, 1], got {seeds!r}")
+    return list(seeds)
+
+
+def _factory(optimizer) -> tuple[str, OptimizerFactory]:
+    if isinstance(optimizer, str):
+        if optimizer not in optimizers.OPTIMIZERS:
+            names = ", ".join(optimizers.OPTIMIZERS)
+            raise ValueError(f"optimizer must be one of {names} or a factory, got {optimizer!r}")
+        return optimizer, optimizers.OPTIMIZERS[optimizer]
+    if isinstance(optimizer, optax.GradientTransformation) or not callable(optimizer):
+        raise ValueError(
+            "optimizer must be a name or a factory called with each grid point's keyword "
+            f"arguments (e.g. optimizers.adam, or lambda learning_rate: ...), got {optimizer!r}"
+        )
+    return getattr(optimizer, "__name__", type(optimizer).__name__), optimizer
+
+
+def _build(factory: OptimizerFactory, name: str, config: dict) -> optax.GradientTransformation:
+    try:
+        built = factory(**config)
+    except TypeError as error:  # a grid key the factory does not take, most often
+        raise ValueError(f"grid: optimizer {name} cannot be built from {config}: {error}") from None
+    if not isinstance(built, optax.GradientTransformation):
+        raise ValueError(
+            f"optimizer factory {name} must return an optax.GradientTransformation, got {built!r}"
+        )
+    return built
+
+
+@jax.jit
+def _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs):
+    """Carry each run's first non-finite epoch (-1: none yet) over one chunk's costs."""
+    bad = ~jnp.isfinite(costs) & (jnp.arange(costs.shape[-1]) < n_epochs)
+    found = jnp.where(jnp.any(bad, axis=-1), first_epoch + jnp.argmax(bad, axis=-1), -1)
+    return jnp.where(diverged_at < 0, found, diverged_at)
+
+
 def _pad(values: Sequence, multiple: int) -> list:
     """Repeat the last value so the length is a multiple of ``multiple`` (rows dropped later)."""
     values = list(values)
@@ -130,8 +180,9 @@ def sweep(
 
     Row ``(config, seed)`` is the run ``train.fit(X, Y, layers_dims, factory(**config),
     seed=seed, ...)`` to float tolerance: the same epoch loop (:func:`train.run_chunk`), the same
-    initial parameters and the same shuffles. A run that diverges is not an error here: its
-    ``final_cost`` is NaN.
+    initial parameters and the same shuffles. A run that diverges is not an error here: its row
+    says at which epoch (``diverged_at_epoch``) and has no ``final_cost`` or ``accuracy`` (None),
+    so rows stay valid JSON and no diverged run can rank as the best.
 
     Args:
       X, Y: features (n_x, m) and 0/1 labels (1, m), examples as columns.
@@ -139,7 +190,9 @@ def sweep(
       optimizer: a name in :data:`optimizers.OPTIMIZERS`, or a factory returning an
         ``optax.GradientTransformation`` from keyword arguments. Every configuration must build
         the same structure (numbers vary, functions do not): a float learning rate in one and a
-        schedule in another cannot share a program.
+        schedule in another cannot share a program. An Optax transformation keeps its
+        hyperparameters in closures, so it sweeps one configuration (any number of seeds) per
+        call; it trains on the parameter tree, exactly as in ``fit``.
       grid: the factory's keyword arguments, each with the values to try; the runs are the
         cartesian product, e.g. ``{"learning_rate": [1e-3, 1e-2], "b1": [0.8, 0.9]}``.
       seeds: JAX seeds (as ``fit``'s ``seed``); every configuration runs with each.
@@ -153,8 +206,14 @@ def sweep(
 
     Returns:
       One dict per run, configurations in grid order with seeds fastest: ``{"optimizer",
-      **config, "seed", "final_cost", "accuracy"}`` (plus ``"costs"`` with ``keep_costs``), where
-      ``final_cost`` is the last epoch's cost and ``accuracy`` is ``float(np.mean(pred == Y))``.
+      **config, "seed", "diverged_at_epoch", "final_cost", "accuracy"}`` (plus ``"costs"`` with
+      ``keep_costs``, None for a non-finite epoch), where ``diverged_at_epoch`` is the first epoch
+      whose cost is not finite (None if none), ``final_cost`` the last epoch's cost and
+      ``accuracy`` ``float(np.mean(pred == Y))``; both None for a diverged run.
+
+    Raises:
+      ValueError: an argument is invalid (the message names it), or the configurations do not
+        share one structure.
 
     Example:
       >>> from jaxopt_lab import data
@@ -164,13 +223,13 @@ def sweep(
       >>> [(r["learning_rate"], r["seed"]) for r in rows]
       [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
     """
-    if isinstance(optimizer, str):
-        name, factory = optimizer, optimizers.OPTIMIZERS[optimizer]
-    else:
-        name, factory = getattr(optimizer, "__name__", type(optimizer).__name__), optimizer
-    configs, seeds = grid_points(grid), list(seeds)
+    name, factory = _factory(optimizer)
+    _check_grid(grid)
+    configs, seeds = grid_points(grid), _check_seeds(seeds)
     if not configs or not seeds:
         raise ValueError("a sweep needs at least one configuration (grid) and one seed (seeds)")
+    if on_chunk is not None and not callable(on_chunk):
+        raise ValueError(f"on_chunk must be a function or None, got {on_chunk!r}")
     for seed in seeds:
         train.check_fit_args(
             X, Y, layers_dims, num_epochs=num_epochs, mini_batch_size=mini_batch_size, seed=seed,
@@ -178,6 +237,8 @@ def sweep(
         )  # fmt: skip
 
     devices = list(devices if devices is not None else jax.devices())
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise ValueError(f"devices must be a non-empty list of jax devices, got {devices!r}")
     mesh = Mesh(np.asarray(devices), (AXIS,))
     # Split the longer axis: a seed-only sweep shards seeds, a grid over one seed its settings.
     shard_seeds = len(seeds) > len(configs)
@@ -187,7 +248,18 @@ def sweep(
     dtype = jnp.result_type(float)
     XY_host = np.concatenate([np.asarray(X), np.asarray(Y)], axis=0).astype(dtype)
     m = XY_host.shape[1]
-    numbers, static = train.stack_optimizers([factory(**config) for config in padded_configs])
+    # Padding repeats the last optimizer object, not its config: a second call of an Optax
+    # factory makes new closures, which could not share the program with the first.
+    built = [_build(factory, name, config) for config in configs]
+    try:
+        numbers, static = train.stack_optimizers(_pad(built, len(padded_configs)))
+    except ValueError as error:
+        if all(train.is_elementwise(b) for b in built):
+            raise
+        raise ValueError(
+            f"{error}; an Optax transformation keeps its hyperparameters in closures, so sweep "
+            "one configuration per call"
+        ) from None
     # (hyperparameters,) -> (seeds, hyperparameters): every seed runs every setting.
     numbers = [jnp.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
 
@@ -207,15 +279,18 @@ def sweep(
     XY = _global(XY_host, replicated)
     history = []
     epoch = 0
+    diverged_at = jnp.full((len(padded_seeds), len(padded_configs)), -1, jnp.int32)
     while epoch < num_epochs:
         n = min(length, num_epochs - epoch)
         params, opt_state, costs = chunk(params, opt_state, numbers, XY, keys, epoch, n)
+        diverged_at = _first_bad_epoch(diverged_at, costs, epoch, n)
         if keep_costs:
             history.append(_host(costs)[..., :n])
         epoch += n
         if on_chunk is not None:
             on_chunk(epoch, costs.block_until_ready())
     final_costs = _host(costs)[..., n - 1]
+    diverged_at = _host(diverged_at)
     correct = _host(predict(params, _global(XY_host[:-1], replicated))) == XY_host[-1:]
     accuracies = correct.mean(axis=(-2, -1))
     all_costs = np.concatenate(history, axis=-1) if keep_costs else None
@@ -224,9 +299,11 @@ def sweep(
     for c, config in enumerate(configs):
         for s, seed in enumerate(seeds):
             row = {"optimizer": name, **config, "seed": seed}
-            row["final_cost"] = float(final_costs[s, c])
-            row["accuracy"] = float(accuracies[s, c])
+            bad = int(diverged_at[s, c])
+            row["diverged_at_epoch"] = bad if bad >= 0 else None
+            row["final_cost"] = float(final_costs[s, c]) if bad < 0 else None
+            row["accuracy"] = float(accuracies[s, c]) if bad < 0 else None
             if keep_costs:
-                row["costs"] = all_costs[s, c].tolist()
+                row["costs"] = [float(v) if np.isfinite(v) else None for v in all_costs[s, c]]
             rows.append(row)
     return rows

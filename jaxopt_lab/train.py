@@ -141,44 +141,70 @@ def stack_optimizers(optimizers: list[optax.GradientTransformation]) -> tuple[li
 # ---------------------------------------------------------------------------------------------
 
 
-def _batch_objective(flat_params, unravel, xb, yb):
-    per_example = model.cross_entropy(model.forward(unravel(flat_params), xb), yb)
+def is_elementwise(optimizer: optax.GradientTransformation) -> bool:
+    """Whether ``fit`` may run ``optimizer`` over one flat vector instead of the parameter tree.
+
+    Only transformations that declare it (:class:`optimizers.ElementwiseTransformation`: the
+    hand-rolled ones and :func:`optimizers.chain` of them) qualify. Anything else (an Optax
+    transformation that masks by the tree, labels layers, or takes a norm per leaf) would become
+    another optimizer if it saw one vector, so it sees the params dict, as in a plain Optax loop.
+    """
+    return isinstance(optimizer, optimizers.ElementwiseTransformation)
+
+
+def _identity(params):
+    return params
+
+
+def optimizer_view(optimizer: optax.GradientTransformation, params: model.Params):
+    """``(view, to_params)``: the parameters as the optimizer sees them, and the way back.
+
+    The view is the flat vector of ``params`` for an elementwise optimizer, else ``params``.
+    """
+    if is_elementwise(optimizer):
+        return ravel_pytree(params)
+    return params, _identity
+
+
+def _batch_objective(view, to_params, xb, yb):
+    per_example = model.cross_entropy(model.forward(to_params(view), xb), yb)
     return jnp.mean(per_example), jnp.sum(per_example)
 
 
-def _batch_step(optimizer, unravel, flat_params, opt_state, xb, yb):
+def _batch_step(optimizer, to_params, view, opt_state, xb, yb):
     grad_fn = jax.value_and_grad(_batch_objective, has_aux=True)
-    (_, total), grads = grad_fn(flat_params, unravel, xb, yb)
-    updates, opt_state = optimizer.update(grads, opt_state, flat_params)
-    return optax.apply_updates(flat_params, updates), opt_state, total
+    (_, total), grads = grad_fn(view, to_params, xb, yb)
+    updates, opt_state = optimizer.update(grads, opt_state, view)
+    return optax.apply_updates(view, updates), opt_state, total
 
 
-def epoch_step(optimizer, unravel, flat_params, opt_state, XY, perm, mini_batch_size: int):
+def epoch_step(optimizer, to_params, view, opt_state, XY, perm, mini_batch_size: int):
     """One epoch over the columns of ``XY`` (features stacked over the label row) in ``perm`` order.
 
-    The optimizer sees the parameters as one flat vector (``unravel`` rebuilds the dict for the
-    network): every elementwise update of the step is then a single fused loop instead of one per
-    weight matrix. The update rules are elementwise, so this changes no formula.
+    ``view`` is the parameters as the optimizer sees them (:func:`optimizer_view`), ``to_params``
+    rebuilds the network's dict from it. For an elementwise optimizer the view is one flat vector:
+    every update of the step is then a single fused loop instead of one per weight matrix, with
+    the same formulas. Any other optimizer gets the params dict itself.
 
     Shapes are static: the full mini-batches are slices of the shuffled data, the remainder is one
     smaller static slice, so no padding is computed and no batch ever recompiles. Each batch's cost
     is measured with the parameters before its update, as the course does.
 
     Returns:
-      ``(flat_params, opt_state, cost)``, cost the summed cross-entropy of the epoch over m.
+      ``(view, opt_state, cost)``, cost the summed cross-entropy of the epoch over m.
     """
     n_rows, m = XY.shape
     shuffled = XY[:, perm]
     full, rest = divmod(m, mini_batch_size)
 
     def step(carry, batch):
-        flat_params, opt_state, total = carry
-        flat_params, opt_state, batch_total = _batch_step(
-            optimizer, unravel, flat_params, opt_state, batch[:-1], batch[-1:]
+        view, opt_state, total = carry
+        view, opt_state, batch_total = _batch_step(
+            optimizer, to_params, view, opt_state, batch[:-1], batch[-1:]
         )
-        return (flat_params, opt_state, total + batch_total), None  # summed in batch order
+        return (view, opt_state, total + batch_total), None  # summed in batch order
 
-    carry = (flat_params, opt_state, jnp.zeros((), XY.dtype))
+    carry = (view, opt_state, jnp.zeros((), XY.dtype))
     if full:
         # A loop over the full batches rather than a copy of the step per batch: measured here, it
         # compiles in 1.3 s instead of 1.9 s and runs 2.2 instead of 3.0 us per Adam step; two
@@ -187,8 +213,8 @@ def epoch_step(optimizer, unravel, flat_params, opt_state, XY, perm, mini_batch_
         carry, _ = jax.lax.scan(step, carry, batches.transpose(1, 0, 2), unroll=2)
     if rest:
         carry, _ = step(carry, shuffled[:, full * mini_batch_size :])
-    flat_params, opt_state, total = carry
-    return flat_params, opt_state, total / m
+    view, opt_state, total = carry
+    return view, opt_state, total / m
 
 
 def run_chunk(
@@ -210,8 +236,8 @@ def run_chunk(
     This pure function is what ``fit`` jits and what ``sweep`` vmaps; there is no second loop.
 
     Args:
-      params, opt_state: where the run stands; ``opt_state`` is over the flat parameter vector
-        (``jax.flatten_util.ravel_pytree(params)``), as :func:`init_state` makes it.
+      params, opt_state: where the run stands; ``opt_state`` is over the parameters as the
+        optimizer sees them (:func:`optimizer_view`), as :func:`init_state` makes it.
       numbers, static: the optimizer as split by :func:`split_optimizer`.
       XY: features stacked over the label row, shape (n_x + 1, m).
       perms: course mode, the chunk's column orders (length, m) int32; seed mode, None, and each
@@ -224,7 +250,8 @@ def run_chunk(
     """
     optimizer = join_optimizer(numbers, static)
     m = XY.shape[1]
-    flat_params, unravel = ravel_pytree(params)
+    # The layout is chosen at trace time from the optimizer's type (part of ``static``).
+    view, to_params = optimizer_view(optimizer, params)
     if perms is None:
         # All of the chunk's orders in one batched draw before the loop: the same bits as drawing
         # each epoch's inside it, at a fraction of the cost (a 1,000,000-epoch run: 70 -> 25 s).
@@ -232,16 +259,16 @@ def run_chunk(
         perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
 
     def body(i, carry):
-        flat_params, opt_state, costs = carry
-        flat_params, opt_state, cost = epoch_step(
-            optimizer, unravel, flat_params, opt_state, XY, perms[i], mini_batch_size
+        view, opt_state, costs = carry
+        view, opt_state, cost = epoch_step(
+            optimizer, to_params, view, opt_state, XY, perms[i], mini_batch_size
         )
-        return flat_params, opt_state, costs.at[i].set(cost)
+        return view, opt_state, costs.at[i].set(cost)
 
     costs = jnp.full((length,), jnp.nan, XY.dtype)
-    carry = (flat_params, opt_state, costs)
-    flat_params, opt_state, costs = jax.lax.fori_loop(0, n_epochs, body, carry)
-    return unravel(flat_params), opt_state, costs
+    carry = (view, opt_state, costs)
+    view, opt_state, costs = jax.lax.fori_loop(0, n_epochs, body, carry)
+    return to_params(view), opt_state, costs
 
 
 # XLA:CPU hands small reductions to the YNNPACK library by default; for the lesson's tiny layers
@@ -277,15 +304,47 @@ def check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
 
+def check_optimizer(optimizer) -> None:
+    """Refuse anything but an ``optax.GradientTransformation``, naming what was given instead."""
+    if isinstance(optimizer, optax.GradientTransformation):
+        return
+    if isinstance(optimizer, str):
+        hint = f"; for a name, use optimizers.OPTIMIZERS[{optimizer!r}](learning_rate)"
+    elif callable(optimizer):
+        name = getattr(optimizer, "__name__", type(optimizer).__name__)
+        hint = f"; {name} looks like a factory: call it, e.g. {name}(learning_rate)"
+    else:
+        hint = ""
+    raise ValueError(
+        f"optimizer must be an optax.GradientTransformation such as optimizers.adam(0.0007), "
+        f"got {optimizer!r}{hint}"
+    )
+
+
+def _real_numbers(name: str, values, *, allow_bool: bool = False) -> np.ndarray:
+    """``values`` as float64 for checking; refuses complex (its imaginary part would be dropped),
+    booleans, strings and objects. Low-precision floats such as bfloat16 are accepted."""
+    values = np.asarray(values)
+    kind = values.dtype.kind
+    is_float = kind == "f" or jnp.issubdtype(values.dtype, jnp.floating)  # bfloat16 is kind "V"
+    if kind == "c":
+        raise ValueError(f"{name} must hold real numbers, got complex values ({values.dtype})")
+    if not (is_float or kind in "iu" or (allow_bool and kind == "b")):
+        raise ValueError(f"{name} must hold real numbers, got dtype {values.dtype}")
+    return values.astype(np.float64)
+
+
 def check_fit_args(X, Y, layers_dims, *, num_epochs, mini_batch_size, seed, chunk_epochs) -> None:
     """Refuse what ``fit`` cannot train on, with a ``ValueError`` that names the argument."""
     X, Y = np.asarray(X), np.asarray(Y)
     if X.ndim != 2 or X.shape[1] == 0:
         raise ValueError(f"X must be 2-D (n_x, m) with m >= 1 examples as columns, got {X.shape}")
-    if not np.issubdtype(X.dtype, np.number) or not np.all(np.isfinite(X)):
-        raise ValueError("X must hold finite numbers (found NaN, inf or non-numbers)")
+    X = _real_numbers("X", X)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X must hold finite numbers (found NaN or inf)")
     if Y.shape != (1, X.shape[1]):
         raise ValueError(f"Y must have shape (1, m) = (1, {X.shape[1]}) to match X, got {Y.shape}")
+    Y = _real_numbers("Y", Y, allow_bool=True)
     if not np.all((Y == 0) | (Y == 1)):
         raise ValueError("Y must hold 0/1 labels")
     dims = list(layers_dims) if isinstance(layers_dims, (list, tuple)) else None
@@ -323,9 +382,13 @@ def shuffle_key(seed: int) -> jax.Array:
 def init_state(
     layers_dims: list[int], optimizer: optax.GradientTransformation, seed: int | None = None
 ) -> TrainState:
-    """A fresh start; the optimizer state is over the flat parameter vector the loop updates."""
+    """A fresh start; the optimizer state is over the parameters as the optimizer sees them (the
+    flat vector for an elementwise optimizer, else the params dict: :func:`optimizer_view`)."""
+    check_optimizer(optimizer)
     params = model.init_params(layers_dims, seed)
-    return TrainState(params, optimizer.init(ravel_pytree(params)[0]), 0, np.zeros((0,)))
+    return TrainState(
+        params, optimizer.init(optimizer_view(optimizer, params)[0]), 0, np.zeros((0,))
+    )
 
 
 ChunkCallback = Callable[[TrainState], None]
@@ -346,6 +409,55 @@ def _chunk_plan(m: int, seed: int | None, epoch: int, num_epochs: int, chunk: in
                 perms = np.concatenate([perms, np.zeros((chunk - n, m), np.int32)])
         yield epoch, n, perms
         epoch += n
+
+
+def _check_state(state, optimizer, params_like, num_epochs: int) -> None:
+    """A state to resume from must be a :class:`TrainState` this optimizer can continue."""
+    if not isinstance(state, TrainState):
+        raise ValueError(f"state must be a train.TrainState or None, got {type(state).__name__}")
+    epoch = state.epoch
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+        raise ValueError(f"state.epoch must be an integer >= 0, got {epoch!r}")
+    if epoch > num_epochs:
+        raise ValueError(
+            f"state is at epoch {state.epoch}, past num_epochs={num_epochs}: num_epochs counts "
+            "the epochs already done, so it must be at least the state's epoch"
+        )
+    if len(state.costs) < state.epoch:
+        raise ValueError(f"state.costs holds {len(state.costs)} costs for {state.epoch} epochs")
+    expected = jax.eval_shape(
+        lambda: (params_like, optimizer.init(optimizer_view(optimizer, params_like)[0]))
+    )
+    given = jax.eval_shape(lambda: (state.params, state.opt_state))
+    if jax.tree.structure(given) != jax.tree.structure(expected) or any(
+        (a.shape, a.dtype) != (b.shape, b.dtype)
+        for a, b in zip(jax.tree.leaves(given), jax.tree.leaves(expected), strict=True)
+    ):
+        raise ValueError(
+            "state does not fit this network and optimizer (its parameters or optimizer state "
+            "have another structure or shape); resume with the optimizer that made it"
+        )
+
+
+class _CostHistory:
+    """Every epoch's cost so far, grown as chunks arrive: a run of 10**9 epochs that stops
+    early (diverges, is interrupted) must not hold memory for all of them up front."""
+
+    def __init__(self, costs: np.ndarray, dtype):
+        self._buffer = np.array(costs, dtype=dtype)
+        self.size = len(costs)
+
+    def extend(self, costs: np.ndarray) -> None:
+        end = self.size + len(costs)
+        if end > len(self._buffer):  # doubling keeps appending linear in the run's length
+            grown = np.empty(max(end, 2 * len(self._buffer)), self._buffer.dtype)
+            grown[: self.size] = self._buffer[: self.size]
+            self._buffer = grown
+        self._buffer[self.size : end] = costs
+        self.size = end
+
+    def view(self) -> np.ndarray:
+        return self._buffer[: self.size]
 
 
 def _data(X, Y):
@@ -372,13 +484,17 @@ def fit(
       X: features, shape (n_x, m), examples as columns.
       Y: 0/1 labels, shape (1, m).
       layers_dims: layer widths, ``layers_dims[0] == n_x`` and ``layers_dims[-1] == 1``.
-      optimizer: an ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)``.
+      optimizer: any ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)`` or
+        ``optax.lamb(0.01)``. It sees the params dict, as in a plain Optax loop, unless it is an
+        :class:`optimizers.ElementwiseTransformation` (the hand-rolled ones), which runs over
+        the parameters raveled into one vector: the same result, faster (:func:`is_elementwise`).
       num_epochs: total epochs of the run (a resumed run counts the epochs already done).
       mini_batch_size: columns per mini-batch; the last batch of an epoch holds the remainder.
       seed: ``None`` for the course's randomness (NumPy seeds), an int for JAX randomness.
       chunk_epochs: epochs per compiled call (default 1000): the granularity of progress,
         divergence checks and checkpoints. Results do not depend on it.
-      state: a :class:`TrainState` to continue from (see ``on_chunk``); default: a fresh start.
+      state: a :class:`TrainState` to continue from (see ``on_chunk``), made with the same
+        optimizer and at most ``num_epochs`` epochs in; default: a fresh start.
       on_chunk: called with the :class:`TrainState` after every chunk, e.g. to save a checkpoint.
 
     Returns:
@@ -392,29 +508,34 @@ def fit(
         X, Y, layers_dims, num_epochs=num_epochs, mini_batch_size=mini_batch_size, seed=seed,
         chunk_epochs=chunk_epochs,
     )  # fmt: skip
+    check_optimizer(optimizer)
+    if on_chunk is not None and not callable(on_chunk):
+        raise ValueError(f"on_chunk must be a function of a TrainState or None, got {on_chunk!r}")
     clock_start, wall_start = compile_clock.seconds, time.perf_counter()
     XY = _data(X, Y)
     dtype, m = XY.dtype, XY.shape[1]
     if state is None:
         state = init_state(layers_dims, optimizer, seed)
+    else:
+        _check_state(state, optimizer, model.init_params(list(layers_dims), seed), num_epochs)
     chunk = min(chunk_epochs or DEFAULT_CHUNK_EPOCHS, num_epochs)
     numbers, static = split_optimizer(optimizer)
     key = shuffle_key(seed) if seed is not None else None
 
     params, opt_state, epoch = state.params, state.opt_state, state.epoch
-    all_costs = np.full(max(num_epochs, epoch), np.nan, dtype=dtype)
-    all_costs[:epoch] = state.costs[:epoch]
+    history = _CostHistory(np.asarray(state.costs[:epoch]), dtype)
     for first, n, perms in _chunk_plan(m, seed, epoch, num_epochs, chunk):
         params, opt_state, costs = _run_chunk(
             params, opt_state, numbers, XY, perms, key, first, n,
             static=static, mini_batch_size=mini_batch_size, length=chunk,
         )  # fmt: skip
-        all_costs[first : first + n] = np.asarray(costs[:n])
+        costs = np.asarray(costs[:n])
+        history.extend(costs)
         epoch = first + n
-        state = TrainState(params, opt_state, epoch, all_costs[:epoch])
-        bad = np.flatnonzero(~np.isfinite(all_costs[epoch - n : epoch]))
+        state = TrainState(params, opt_state, epoch, history.view())
+        bad = np.flatnonzero(~np.isfinite(costs))
         if bad.size:
-            raise DivergenceError(epoch - n + int(bad[0]), state)
+            raise DivergenceError(first + int(bad[0]), state)
         if on_chunk is not None:
             on_chunk(state)
 
@@ -422,7 +543,7 @@ def fit(
     compile_seconds = compile_clock.seconds - clock_start
     return FitResult(
         params=params,
-        costs=all_costs[:epoch].copy(),  # the states given to on_chunk keep views of the buffer
+        costs=history.view().copy(),  # the states given to on_chunk keep views of the buffer
         opt_state=opt_state,
         compile_seconds=compile_seconds,
         run_seconds=time.perf_counter() - wall_start - compile_seconds,

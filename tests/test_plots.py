@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
@@ -119,3 +121,30 @@ def test_optimizer_paths_stay_float32_under_x64(x64):
     )
     assert points.dtype == np.float32 and points.shape == (6, 2)
     assert np.all(np.isfinite(points))
+
+
+def _sweep_row(learning_rate, seed, cost, accuracy, diverged_at=None):
+    return {"optimizer": "adam", "learning_rate": learning_rate, "b1": 0.9, "seed": seed,
+            "diverged_at_epoch": diverged_at, "final_cost": cost, "accuracy": accuracy}  # fmt: skip
+
+
+def test_sweep_heatmap_masks_diverged_cells_without_numpy_warnings():
+    rows = [
+        _sweep_row(0.01, 0, 0.4, 0.8),
+        _sweep_row(0.01, 1, 0.2, 0.9),
+        _sweep_row(0.1, 0, 0.3, 0.85),
+        _sweep_row(0.1, 1, None, None, diverged_at=7),  # one of the cell's two runs diverged
+        _sweep_row(1e15, 0, None, None, diverged_at=0),  # every run of the cell diverged
+        _sweep_row(1e15, 1, None, None, diverged_at=0),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = plots.plot_sweep_heatmap(rows, title="t")
+        fig.canvas.draw()
+    accuracy_ax = fig.axes[0]
+    texts = [t.get_text() for t in accuracy_ax.texts]
+    assert texts[0] == f"{np.mean([0.8, 0.9]):.3f}\n±{np.std([0.8, 0.9]):.3f}"
+    assert texts[1] == f"{0.85:.3f}\n±{0.0:.3f}\n1 diverged"
+    assert texts[2] == "diverged"
+    (image,) = accuracy_ax.get_images()
+    assert list(np.ma.getmaskarray(image.get_array())[0]) == [False, False, True]

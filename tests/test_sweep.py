@@ -8,16 +8,20 @@ Several host devices only exist if XLA is told before JAX starts, hence the subp
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
+from jax.tree_util import Partial
 
-from jaxopt_lab import data, model, optimizers, sweep, train
+from jaxopt_lab import data, model, optimizers, runs, sweep, train
 
 LAYERS = [2, 5, 2, 1]
 X, Y = data.load_moons()
@@ -128,7 +132,7 @@ def test_cli_sweep_writes_results_and_heatmap_and_rows_match_train(tmp_path, cap
     results = written["results"]
     assert len(results) == 2 * 2 * 2 * 2
     assert set(results[0]) == {"optimizer", "learning_rate", "beta", "decay", "decay_rate",
-                               "seed", "final_cost", "accuracy"}  # fmt: skip
+                               "seed", "diverged_at_epoch", "final_cost", "accuracy"}  # fmt: skip
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     row = next(r for r in results if r["decay"] == "inverse-time" and r["seed"] == 2)
@@ -143,3 +147,104 @@ def test_cli_sweep_writes_results_and_heatmap_and_rows_match_train(tmp_path, cap
     np.testing.assert_allclose(row["final_cost"], trained["final_cost"], rtol=2e-5)
     assert row["accuracy"] == trained["accuracy"]
     assert f"Accuracy: {row['accuracy']!r}" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# Diverged runs: marked, never best, valid JSON, drawn as diverged
+# ---------------------------------------------------------------------------------------------
+
+STEPS_PER_EPOCH = len(data.batch_sizes(X.shape[1], 64))
+
+
+def _blow_up_after(switch_step, step):
+    # 0.01 until the switch, then a learning rate that overflows the parameters
+    return jnp.where(step < switch_step, 0.01, 1e38)
+
+
+def blow_up_gd(switch_step):
+    """Gradient descent whose schedule jumps at a traced step (a number, so configs share one
+    program): the run diverges in the epoch holding ``switch_step``."""
+    return optimizers.gd(Partial(_blow_up_after, switch_step))
+
+
+@pytest.fixture(scope="module")
+def diverging_rows():
+    # chunks of 3 epochs: the blow-up at epoch 4 lands in the second chunk
+    grid = {"switch_step": [4 * STEPS_PER_EPOCH, 10**6]}
+    return sweep.sweep(
+        X, Y, LAYERS, blow_up_gd, grid, seeds=[0], num_epochs=6, chunk_epochs=3, keep_costs=True
+    )
+
+
+def test_a_diverged_row_names_its_first_bad_epoch_and_has_no_result(diverging_rows):
+    diverged, fine = diverging_rows
+    with pytest.raises(train.DivergenceError) as caught:
+        train.fit(X, Y, LAYERS, blow_up_gd(4 * STEPS_PER_EPOCH), num_epochs=6, seed=0)
+    assert diverged["diverged_at_epoch"] == caught.value.epoch == 4
+    assert diverged["final_cost"] is None and diverged["accuracy"] is None
+    assert diverged["costs"][:4] == pytest.approx(fine["costs"][:4])
+    assert diverged["costs"][4] is None
+    assert fine["diverged_at_epoch"] is None
+    assert fine["final_cost"] == fine["costs"][-1] and 0 < fine["accuracy"] <= 1
+    json.dumps(diverging_rows, allow_nan=False)  # raises on a bare NaN
+
+
+def test_best_run_never_picks_a_diverged_row(diverging_rows):
+    assert runs.best_run(diverging_rows) is diverging_rows[1]
+    # a row from before this change, NaN cost but no marker, is skipped too
+    legacy = [dict(diverging_rows[1], accuracy=1.0, final_cost=math.nan), diverging_rows[1]]
+    assert runs.best_run(legacy) is diverging_rows[1]
+    assert runs.best_run([diverging_rows[0]]) is None
+
+
+def test_cli_sweep_reports_diverged_runs_and_writes_valid_json(tmp_path, capsys):
+    from jaxopt_lab import cli
+
+    status = cli.main([
+        "sweep", "--learning-rate", "1e15", "0.00001", "--seed", "1", "--epochs", "3",
+        "--out", str(tmp_path), "--no-progress",
+    ])  # fmt: skip
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "diverged: 1 of 2 runs" in printed
+    assert "best: learning_rate 1e-05" in printed and "nan" not in printed.lower()
+    text = (tmp_path / "sweep.json").read_text()
+    results = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name} in JSON"))
+    big = next(r for r in results["results"] if r["learning_rate"] == 1e15)
+    assert big["diverged_at_epoch"] == 0 and big["final_cost"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one ValueError naming the argument
+# ---------------------------------------------------------------------------------------------
+
+BAD_SWEEP_ARGS = [
+    ("optimizer", {"optimizer": "adamw"}),
+    ("optimizer", {"optimizer": optimizers.adam(0.1)}),
+    ("optimizer", {"optimizer": 3}),
+    ("devices", {"devices": []}),
+    ("devices", {"devices": ["cpu"]}),
+    ("learning_rate", {"grid": {"learning_rate": 0.01}}),
+    ("learning_rate", {"grid": {"learning_rate": "0.01"}}),
+    ("grid", {"grid": [0.01]}),
+    ("grid", {"grid": {"lr": [0.01]}}),  # not an argument of adam
+    ("seeds", {"seeds": None}),
+    ("seeds", {"seeds": 3}),
+    ("seed", {"seeds": [2**63]}),
+    ("on_chunk", {"on_chunk": 5}),
+    ("GradientTransformation", {"optimizer": lambda learning_rate: "adam"}),
+    (
+        "one configuration per call",
+        {"optimizer": optax.adam, "grid": {"learning_rate": [0.01, 0.1]}},
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "change"), BAD_SWEEP_ARGS)
+def test_sweep_refuses_bad_input_naming_it(name, change):
+    args = {"optimizer": "adam", "grid": {"learning_rate": [0.01]}}
+    kwargs = {k: v for k, v in change.items() if k not in args}
+    args.update({k: v for k, v in change.items() if k in args})
+    with pytest.raises(ValueError, match=name) as caught:
+        sweep.sweep(X, Y, LAYERS, args["optimizer"], args["grid"], num_epochs=2, **kwargs)
+    assert "\n" not in str(caught.value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -108,6 +109,177 @@ def test_fit_with_the_optax_twin_gives_the_same_run():
     np.testing.assert_allclose(twin.costs, mine.costs, rtol=1e-5)
     for key in mine.params:
         np.testing.assert_allclose(twin.params[key], mine.params[key], rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Any Optax transformation trains as in a plain Optax loop over the params dict
+# ---------------------------------------------------------------------------------------------
+
+TREE_EPOCHS = 12
+LAYER_NAMES = [f"{kind}{layer}" for layer in range(1, len(LAYERS)) for kind in "Wb"]
+
+
+def _matrices(params):
+    return jax.tree.map(lambda x: x.ndim > 1, params)
+
+
+# Transformations that look at the tree (masks, labels, per-leaf or global norms) or carry state
+# beside the moments: on one flat vector each would be another optimizer.
+OPTAX_TRANSFORMATIONS = {
+    "adamw_masked": lambda: optax.adamw(0.01, weight_decay=0.5, mask=_matrices),
+    "lamb": lambda: optax.lamb(0.01),
+    "lars": lambda: optax.lars(0.1),
+    "masked_decay": lambda: optax.chain(
+        optax.masked(optax.add_decayed_weights(0.3), {k: k == "W1" for k in LAYER_NAMES}),
+        optax.adam(0.01),
+    ),
+    "multi_transform": lambda: optax.multi_transform(
+        {"fast": optax.adam(0.02), "slow": optax.sgd(0.05)},
+        {k: "fast" if k in ("W1", "b1") else "slow" for k in LAYER_NAMES},
+    ),
+    "clip_then_adam": lambda: optax.chain(optax.clip_by_global_norm(0.05), optax.adam(0.01)),
+    "inject_hyperparams_adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=0.01),
+    "adafactor": lambda: optax.adafactor(0.01, min_dim_size_to_factor=2),
+}
+TRANSFORMATIONS = pytest.mark.parametrize("name", list(OPTAX_TRANSFORMATIONS))
+TREE_CHUNK = 5  # 12 = 5 + 5 + 2: chunk boundaries and a short last chunk on the tree path too
+
+
+@functools.cache
+def transformation(name):
+    """One instance per name: Optax closures compile per instance, so tests share programs."""
+    return OPTAX_TRANSFORMATIONS[name]()
+
+
+@jax.jit
+def _summed_cost_and_grad(params, xb, yb):
+    """The batch's summed cross-entropy (for the reported cost) and the gradient of its mean."""
+
+    def objective(p):
+        per_example = model.cross_entropy(model.forward(p, xb), yb)
+        return jnp.mean(per_example), jnp.sum(per_example)
+
+    (_, total), grads = jax.value_and_grad(objective, has_aux=True)(params)
+    return total, grads
+
+
+@functools.cache
+def optax_reference(name, seed, num_epochs=TREE_EPOCHS, mini_batch_size=64):
+    """A plain Optax loop, one jitted step per mini-batch, over the params dict: the same initial
+    parameters and epoch orders as ``fit``, batches cut in order with the last one smaller, each
+    batch's summed cross-entropy taken before its update; the epoch's cost is that sum over m."""
+    optimizer = transformation(name)
+
+    @jax.jit  # compiles once per optimizer: its input shapes do not depend on the batch
+    def update(grads, state, params):
+        updates, state = optimizer.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    params = jax.tree.map(jnp.asarray, model.init_params(LAYERS, seed))
+    state = optimizer.init(params)
+    costs = []
+    for order in epoch_orders(seed, num_epochs):
+        X_shuffled, Y_shuffled = X[:, order].astype(np.float32), Y[:, order].astype(np.float32)
+        total = 0.0
+        for start in range(0, M, mini_batch_size):
+            cut = slice(start, start + mini_batch_size)
+            batch_total, grads = _summed_cost_and_grad(
+                params, X_shuffled[:, cut], Y_shuffled[:, cut]
+            )
+            params, state = update(grads, state, params)
+            total += float(batch_total)
+        costs.append(total / M)
+    return params, state, np.array(costs)
+
+
+def assert_same_run(params, costs, expected_params, expected_costs):
+    np.testing.assert_allclose(costs, expected_costs, rtol=1e-4, atol=1e-6)
+    for key, value in expected_params.items():
+        np.testing.assert_allclose(params[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+@TRANSFORMATIONS
+@MODES
+def test_fit_equals_a_plain_optax_loop_for_any_transformation(name, seed):
+    expected_params, expected_state, expected_costs = optax_reference(name, seed)
+
+    result = train.fit(
+        X, Y, LAYERS, transformation(name), num_epochs=TREE_EPOCHS, seed=seed,
+        chunk_epochs=TREE_CHUNK,
+    )  # fmt: skip
+
+    assert_same_run(result.params, result.costs, expected_params, expected_costs)
+    # the optimizer state is over the params dict, as in the plain loop
+    assert jax.tree.structure(result.opt_state) == jax.tree.structure(expected_state)
+
+
+@pytest.mark.parametrize("name", ["adamw_masked", "lamb", "multi_transform"])
+def test_a_sweep_row_equals_a_plain_optax_loop(name):
+    from jaxopt_lab import sweep
+
+    seed = 4
+    rows = sweep.sweep(
+        X, Y, LAYERS, lambda learning_rate: transformation(name), {"learning_rate": [0.01]},
+        seeds=[seed], num_epochs=TREE_EPOCHS, chunk_epochs=TREE_CHUNK, keep_costs=True,
+    )  # fmt: skip
+
+    expected_params, _, expected_costs = optax_reference(name, seed)
+    np.testing.assert_allclose(rows[0]["costs"], expected_costs, rtol=1e-4, atol=1e-6)
+    predictions = np.asarray(model.predict(expected_params, jnp.asarray(X, jnp.float32)))
+    assert rows[0]["accuracy"] == float(np.mean(predictions == Y))
+
+
+def test_tree_aware_transformations_differ_from_their_flat_reading():
+    # Guards the references above against agreeing trivially: on one flat vector, masked weight
+    # decay sees no matrix (so never decays) and LAMB takes one trust ratio for all layers.
+    params = model.init_params(LAYERS, 4)
+    grads = _grad(params, X[:, :64], Y[:, :64])
+
+    @functools.partial(jax.jit, static_argnums=0)
+    def first_step(name, params, grads):
+        optimizer = transformation(name)
+        tree_updates, _ = optimizer.update(grads, optimizer.init(params), params)
+        vector, unravel = jax.flatten_util.ravel_pytree(params)
+        flat_grads, _ = jax.flatten_util.ravel_pytree(grads)
+        flat_updates, _ = optimizer.update(flat_grads, optimizer.init(vector), vector)
+        return tree_updates, unravel(flat_updates)
+
+    tree, flat = first_step("adamw_masked", params, grads)
+    assert not np.allclose(tree["W1"], flat["W1"], rtol=1e-3)
+    np.testing.assert_allclose(tree["b1"], flat["b1"], rtol=1e-5)  # biases are not decayed
+    tree, flat = first_step("lamb", params, grads)
+    assert not np.allclose(tree["W2"], flat["W2"], rtol=1e-3)
+
+
+def test_only_declared_elementwise_optimizers_take_the_flat_path():
+    for optimizer in [optimizers.adam(0.01), optimizers.gd(0.1), optimizers.momentum(0.1)]:
+        assert train.is_elementwise(optimizer)
+        state = train.init_state(LAYERS, optimizer, 0)
+        assert all(leaf.ndim <= 1 for leaf in jax.tree.leaves(state.opt_state))
+    mixed = optimizers.chain(optax.clip_by_global_norm(1.0), optimizers.adam(0.01))
+    for optimizer in [optax_equivalents.adam(0.01), optax.lamb(0.01), mixed]:
+        assert not train.is_elementwise(optimizer)
+        state = train.init_state(LAYERS, optimizer, 0)
+        assert any(leaf.ndim == 2 for leaf in jax.tree.leaves(state.opt_state))
+
+
+@MODES
+def test_a_tree_path_run_resumes_from_a_chunk_state(seed):
+    optimizer = transformation("lamb")
+    states = []
+    full = train.fit(
+        X, Y, LAYERS, optimizer, num_epochs=TREE_EPOCHS, seed=seed, chunk_epochs=TREE_CHUNK,
+        on_chunk=states.append,
+    )  # fmt: skip
+    resumed = train.fit(
+        X, Y, LAYERS, optimizer, num_epochs=TREE_EPOCHS, seed=seed, chunk_epochs=TREE_CHUNK,
+        state=states[1],
+    )  # fmt: skip
+    assert states[1].epoch == 2 * TREE_CHUNK
+    assert_trees_equal(resumed.params, full.params)
+    np.testing.assert_array_equal(resumed.costs, full.costs)
+    expected_params, _, expected_costs = optax_reference("lamb", seed)
+    assert_same_run(full.params, full.costs, expected_params, expected_costs)
 
 
 # ---------------------------------------------------------------------------------------------

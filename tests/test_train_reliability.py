@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import jax
 import jax.numpy as jnp
@@ -51,17 +52,70 @@ BAD_FIT_ARGS = [
     ("seed", {"seed": "1"}),
     ("seed", {"seed": 1.0}),
     ("chunk_epochs", {"chunk_epochs": 0}),
+    # complex features would silently lose their imaginary part
+    ("X", {"X": X + 1j}),
+    ("X", {"X": X.astype(str)}),
+    ("seed", {"seed": -1}),
+    ("seed", {"seed": train.MAX_SEED + 1}),  # float32 keys keep 32 bits: it would equal seed 0
+    ("seed", {"seed": 2**63}),
+    ("num_epochs", {"num_epochs": train.MAX_EPOCHS + 1}),
+    ("optimizer", {"optimizer": "adam"}),
+    ("optimizer", {"optimizer": None}),
+    ("optimizer", {"optimizer": optimizers.adam}),  # the factory, not called
+    ("on_chunk", {"on_chunk": 5}),
+    ("state", {"state": "checkpoint.npz"}),
 ]
 
 
 @pytest.mark.parametrize(("name", "change"), BAD_FIT_ARGS)
 def test_fit_refuses_bad_input_naming_it(name, change):
-    args = {"X": X, "Y": Y, "layers_dims": LAYERS}
-    args.update(change)
+    args = {"X": X, "Y": Y, "layers_dims": LAYERS, "optimizer": optimizers.gd(0.1)}
     kwargs = {"num_epochs": 2}
-    kwargs.update({k: v for k, v in change.items() if k not in ("X", "Y", "layers_dims")})
-    with pytest.raises(ValueError, match=name):
-        train.fit(args["X"], args["Y"], args["layers_dims"], optimizers.gd(0.1), **kwargs)
+    kwargs.update({k: v for k, v in change.items() if k not in args})
+    args.update({k: v for k, v in change.items() if k in args})
+    with pytest.raises(ValueError, match=name) as caught:
+        train.fit(args["X"], args["Y"], args["layers_dims"], args["optimizer"], **kwargs)
+    assert "\n" not in str(caught.value)  # one line
+
+
+def test_fit_refuses_a_state_past_num_epochs_or_from_another_optimizer():
+    states = []
+    train.fit(
+        X, Y, LAYERS, optimizers.gd(0.1), num_epochs=4, chunk_epochs=2, on_chunk=states.append
+    )
+    with pytest.raises(ValueError, match="state is at epoch 4, past num_epochs=2"):
+        train.fit(X, Y, LAYERS, optimizers.gd(0.1), num_epochs=2, state=states[-1])
+    # Adam's state has moments that gradient descent's has not
+    with pytest.raises(ValueError, match="state does not fit"):
+        train.fit(X, Y, LAYERS, optimizers.adam(0.1), num_epochs=6, state=states[-1])
+
+
+def test_bfloat16_features_train_as_their_float32_values():
+    X_bf16 = jnp.asarray(X, jnp.bfloat16)
+    low = train.fit(X_bf16, Y, LAYERS, optimizers.gd(0.1), num_epochs=2)
+    same = train.fit(np.asarray(X_bf16, np.float32), Y, LAYERS, optimizers.gd(0.1), num_epochs=2)
+    np.testing.assert_array_equal(low.costs, same.costs)
+    assert np.all(np.isfinite(low.costs))
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_huge_num_epochs_allocates_per_chunk_not_up_front():
+    # Before, fit allocated every epoch's cost at the start: 4 bytes x 2**31 - 1 epochs = 8 GiB.
+    def stop(state):
+        raise _Stop(state.epoch)
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(_Stop):
+            train.fit(X, Y, LAYERS, optimizers.gd(0.1), num_epochs=train.MAX_EPOCHS,
+                      chunk_epochs=2, on_chunk=stop)  # fmt: skip
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20
 
 
 BAD_OPTIMIZER_ARGS = [
