@@ -19,7 +19,7 @@ from typing import Any
 
 import jax
 
-from jaxopt_lab import checkpoints, data, optimizers, runs, train
+from jaxopt_lab import checkpoints, data, distributed, optimizers, runs, train
 
 # ---------------------------------------------------------------------------------------------
 # Flag values: each validator names what it wants; argparse adds the flag's name to the message.
@@ -81,6 +81,14 @@ def nonnegative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
     return value
+
+
+def host_port(text: str) -> str:
+    """``HOST:PORT`` with a port in 1-65535 (a coordinator's address)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535 or not host.strip():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, got {text!r}")
+    return text
 
 
 def output_dir(text: str) -> Path:
@@ -482,8 +490,36 @@ def add_sweep_parser(subparsers) -> None:
         metavar="S",
         help="JAX seeds; every configuration runs with each (default: %(default)s)",
     )
+    group = p.add_argument_group(
+        "several processes",
+        "run the sweep as N processes joined by jax.distributed (one per host, say); under SLURM "
+        "or Open MPI the three are read from the environment; process 0 writes the results",
+    )
+    group.add_argument("--coordinator", type=host_port, metavar="HOST:PORT",
+                       help="process 0's address, reachable from every process")  # fmt: skip
+    group.add_argument("--num-processes", type=positive_int, metavar="N", help="processes in all")
+    group.add_argument("--process-id", type=nonnegative_int, metavar="I",
+                       help="this process's rank, 0 to N-1")  # fmt: skip
+    group.add_argument(
+        "--peer-timeout", type=positive_int, default=distributed.DEFAULT_PEER_TIMEOUT,
+        metavar="S", help="seconds of silence after which a process counts as lost (default: "
+        "%(default)s)",
+    )  # fmt: skip
     _add_common_flags(p)
     p.set_defaults(run=run_sweep)
+
+
+def _process_group(args: argparse.Namespace) -> distributed.ProcessGroup:
+    """The sweep's process group from its flags: all three, or none (one process, or a cluster's
+    environment)."""
+    given = [args.coordinator, args.num_processes, args.process_id]
+    if any(v is not None for v in given) and any(v is None for v in given):
+        raise _FlagError("--coordinator, --num-processes and --process-id go together")
+    if args.process_id is not None and args.process_id >= args.num_processes:
+        raise _FlagError(
+            f"--process-id {args.process_id} must be below --num-processes {args.num_processes}"
+        )
+    return distributed.ProcessGroup(args.coordinator, args.num_processes, args.process_id)
 
 
 def _use_every_cpu_core() -> None:
@@ -499,9 +535,19 @@ def _use_every_cpu_core() -> None:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
-    from jaxopt_lab import plots, sweep
+    from jaxopt_lab import sweep
 
+    group = _process_group(args)
+    several = distributed.wanted(group)
+    if several and not os.environ.get(distributed.WORKER_ENV):
+        return distributed.supervise(args.argv, group)
     _use_every_cpu_core()
+    if several:
+        try:
+            distributed.join(group, peer_timeout=args.peer_timeout)
+        except distributed.DistributedError as error:
+            print(f"jaxopt-lab: error: {error}", file=sys.stderr)
+            return 1
     X, Y = data.load_moons()
     grid = runs.sweep_grid(args.optimizer, vars(args))
     base = runs.RunConfig(
@@ -513,13 +559,26 @@ def run_sweep(args: argparse.Namespace) -> int:
     n_runs = len(sweep.grid_points(grid)) * len(args.seed)
     bar = progress_bar(args.epochs, enabled=progress_wanted(args.no_progress), desc="sweep")
     start = time.perf_counter()
-    with bar:
-        rows = sweep.sweep(
-            X, Y, runs.LAYERS_DIMS, make_optimizer, grid, seeds=args.seed, num_epochs=args.epochs,
-            mini_batch_size=args.mini_batch_size,
-            on_chunk=lambda epoch, costs: bar.update(epoch - bar.n),
-        )  # fmt: skip
+
+    def on_chunk(epoch: int, costs) -> None:
+        bar.update(epoch - bar.n)
+        if several:
+            distributed.check_peers()  # a lost peer ends this process too, at a chunk boundary
+
+    try:
+        with bar:
+            rows = sweep.sweep(
+                X, Y, runs.LAYERS_DIMS, make_optimizer, grid, seeds=args.seed,
+                num_epochs=args.epochs, mini_batch_size=args.mini_batch_size, on_chunk=on_chunk,
+            )  # fmt: skip
+    except distributed.DistributedError as error:
+        print(f"jaxopt-lab: error: {error}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
+    if jax.process_index() != 0:
+        print(f"jaxopt-lab: process {jax.process_index()} of {jax.process_count()} done; process 0 "
+              "prints and writes the results")  # fmt: skip
+        return 0
     for row in rows:
         row["optimizer"] = args.optimizer
     devices = len(jax.devices())
@@ -543,6 +602,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         }  # fmt: skip
         json.dumps(content, allow_nan=False)  # a bare NaN would make the file invalid JSON
         write_json(args.out / "sweep.json", content)
+        from jaxopt_lab import plots  # matplotlib only when a picture is drawn
+
         plots.save_png(
             plots.plot_sweep_heatmap(rows, title=f"{args.optimizer}, {args.epochs} epochs"),
             args.out / "sweep.png",
@@ -577,6 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # a supervisor runs it again
     except SystemExit as exit_:  # --help, or a bad flag already reported in one line
         return int(exit_.code or 0)
     if args.x64:
