@@ -386,9 +386,16 @@ def init_state(
     flat vector for an elementwise optimizer, else the params dict: :func:`optimizer_view`)."""
     check_optimizer(optimizer)
     params = model.init_params(layers_dims, seed)
-    return TrainState(
-        params, optimizer.init(optimizer_view(optimizer, params)[0]), 0, np.zeros((0,))
-    )
+    numbers, static = split_optimizer(optimizer)
+    return TrainState(params, _initial_opt_state(numbers, params, static=static), 0, np.zeros((0,)))
+
+
+@functools.partial(jax.jit, static_argnames=("static",))
+def _initial_opt_state(numbers, params, *, static):
+    # One compiled program per optimizer structure: run eagerly, the ravel and every zeros_like
+    # of ``init`` would each compile their own (a dozen small compiles at every fresh start).
+    optimizer = join_optimizer(numbers, static)
+    return optimizer.init(optimizer_view(optimizer, params)[0])
 
 
 ChunkCallback = Callable[[TrainState], None]
@@ -462,7 +469,8 @@ class _CostHistory:
 
 def _data(X, Y):
     dtype = jnp.result_type(float)
-    return jnp.concatenate([jnp.asarray(X, dtype), jnp.asarray(Y, dtype)], axis=0)
+    # Joined and cast on the host: on the device each cast and the join compile a small program.
+    return jax.device_put(np.concatenate([np.asarray(X, dtype), np.asarray(Y, dtype)], axis=0))
 
 
 def fit(
