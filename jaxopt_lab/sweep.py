@@ -78,7 +78,6 @@ def _build(factory: OptimizerFactory, name: str, config: dict) -> optax.Gradient
     return built
 
 
-@jax.jit
 def _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs):
     """Carry each run's first non-finite epoch (-1: none yet) over one chunk's costs."""
     bad = ~jnp.isfinite(costs) & (jnp.arange(costs.shape[-1]) < n_epochs)
@@ -118,12 +117,13 @@ def _initial_states(layers_dims, seeds, settings, numbers, static):
 
     Parameters depend on the seed only. The optimizer's initial state is taken from the first
     setting and shared by all (the lesson's optimizers start from zeros and a zero count, whatever
-    their hyperparameters). Eager, like ``fit``'s own start, so it compiles nothing new.
+    their hyperparameters). The programs are ``fit``'s own start; the stacking is on the host,
+    where it compiles nothing.
     """
     first = train.join_optimizer([n[0, 0] for n in numbers], static)
     states = [train.init_state(list(layers_dims), first, seed) for seed in seeds]
     return jax.tree.map(
-        lambda *leaves: jnp.repeat(jnp.stack(leaves)[:, None], settings, axis=1),
+        lambda *leaves: np.repeat(np.stack([np.asarray(x) for x in leaves])[:, None], settings, 1),
         *[(state.params, state.opt_state) for state in states],
     )
 
@@ -148,10 +148,20 @@ def _programs(layers_dims, static, mini_batch_size, length, m, mesh, shard_seeds
         perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
         return run_settings(params, opt_state, numbers, XY, perms, key, first_epoch, n_epochs)
 
+    chunk_seeds = jax.vmap(chunk_one_seed, in_axes=(0, 0, 0, None, 0, None, None))
+
+    def chunk_all(params, opt_state, numbers, XY, keys, first_epoch, n_epochs, diverged_at):
+        # Each run's first non-finite epoch is carried inside the program: on the devices, with
+        # no gather per chunk and no program of its own to compile.
+        params, opt_state, costs = chunk_seeds(
+            params, opt_state, numbers, XY, keys, first_epoch, n_epochs
+        )
+        return params, opt_state, costs, _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs)
+
     chunk = jax.jit(
-        jax.vmap(chunk_one_seed, in_axes=(0, 0, 0, None, 0, None, None)),
-        in_shardings=(runs, runs, runs, replicated, seeds_only, replicated, replicated),
-        out_shardings=runs, donate_argnums=(0, 1), compiler_options=options,
+        chunk_all,
+        in_shardings=(runs, runs, runs, replicated, seeds_only, replicated, replicated, runs),
+        out_shardings=runs, donate_argnums=(0, 1, 7), compiler_options=options,
     )  # fmt: skip
 
     predict = jax.jit(
@@ -261,7 +271,7 @@ def sweep(
             "one configuration per call"
         ) from None
     # (hyperparameters,) -> (seeds, hyperparameters): every seed runs every setting.
-    numbers = [jnp.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
+    numbers = [np.broadcast_to(n, (len(padded_seeds), *n.shape)) for n in numbers]
 
     seeds_per_device = len(padded_seeds) // len(devices) if shard_seeds else len(padded_seeds)
     length = min(chunk_epochs or train.DEFAULT_CHUNK_EPOCHS, num_epochs)
@@ -275,15 +285,16 @@ def sweep(
         layers_dims, padded_seeds, len(padded_configs), numbers, static
     )
     params, opt_state, numbers = _global((params, opt_state, numbers), runs)
-    keys = _global(jnp.stack([train.shuffle_key(seed) for seed in padded_seeds]), seeds_only)
+    keys = _global(np.stack([train.shuffle_key(seed) for seed in padded_seeds]), seeds_only)
     XY = _global(XY_host, replicated)
     history = []
     epoch = 0
-    diverged_at = jnp.full((len(padded_seeds), len(padded_configs)), -1, jnp.int32)
+    diverged_at = _global(np.full((len(padded_seeds), len(padded_configs)), -1, np.int32), runs)
     while epoch < num_epochs:
         n = min(length, num_epochs - epoch)
-        params, opt_state, costs = chunk(params, opt_state, numbers, XY, keys, epoch, n)
-        diverged_at = _first_bad_epoch(diverged_at, costs, epoch, n)
+        params, opt_state, costs, diverged_at = chunk(
+            params, opt_state, numbers, XY, keys, epoch, n, diverged_at
+        )
         if keep_costs:
             history.append(_host(costs)[..., :n])
         epoch += n

@@ -133,7 +133,13 @@ def stack_optimizers(optimizers: list[optax.GradientTransformation]) -> tuple[li
             "kind of learning rate); only their numbers may differ"
         )
     columns = zip(*(numbers for numbers, _ in splits), strict=True)
-    return [jnp.stack([jnp.asarray(v) for v in column]) for column in columns], static
+    # Stacked on the host in the dtypes JAX would give each number (no small device programs).
+    return [np.stack([_host_number(v) for v in column]) for column in columns], static
+
+
+def _host_number(value) -> np.ndarray:
+    value = np.asarray(value)
+    return value.astype(jax.dtypes.canonicalize_dtype(value.dtype))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,6 +382,13 @@ def check_fit_args(X, Y, layers_dims, *, num_epochs, mini_batch_size, seed, chun
 
 def shuffle_key(seed: int) -> jax.Array:
     """Seed mode's shuffling key; parameters come from its sibling :func:`model.init_key`."""
+    # uint32: a traced Python int would be int32 in float32 mode (the key is the same).
+    return _shuffle_key(np.uint32(seed))
+
+
+# One small program (eagerly, seeding and folding compile two); no optimisation needed.
+@functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+def _shuffle_key(seed):
     return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
 
 

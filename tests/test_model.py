@@ -131,7 +131,11 @@ def test_seeded_init_draws_from_the_seed_s_jax_key_at_the_edges_of_the_seed_rang
             key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
             first = jax.random.normal(jax.random.split(key, 3)[0], (5, 2))
             expected = first * np.sqrt(np.asarray(2 / 2, first.dtype))
-            np.testing.assert_array_equal(model.init_params([2, 5, 2, 1], seed)["W1"], expected)
+            # To float tolerance: the init program is compiled without XLA's optimisations, which
+            # may round the last bit of the normal draw differently. Another key differs by O(1).
+            np.testing.assert_allclose(
+                model.init_params([2, 5, 2, 1], seed)["W1"], expected, rtol=1e-6, atol=1e-7
+            )
 
 
 def test_init_compiles_no_eager_programs_in_course_mode_and_one_in_seed_mode():
