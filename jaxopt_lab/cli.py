@@ -8,10 +8,12 @@ A thin shell over the library. Each subcommand is a pair: ``add_<name>_parser`` 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -634,6 +636,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_plots_in_background() -> None:
+    """Import matplotlib (through ``plots``) on a thread while the command traces and trains: XLA
+    releases the GIL while it compiles and runs, so the import's half second mostly disappears.
+    The command's own ``from jaxopt_lab import plots`` waits for it through the import lock."""
+    threading.Thread(
+        target=importlib.import_module, args=("jaxopt_lab.plots",), daemon=True
+    ).start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
     try:
@@ -645,6 +656,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before any array exists: arrays made earlier would stay float32.
         jax.config.update("jax_enable_x64", True)
     enable_compilation_cache()
+    if getattr(args, "out", None) is not None:
+        _import_plots_in_background()
     try:
         return args.run(args)
     except train.DivergenceError as error:
