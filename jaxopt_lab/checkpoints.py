@@ -1,17 +1,30 @@
-"""Checkpoints and interrupts of a training run: both act at ``fit``'s chunk boundaries.
+"""Checkpoints, the folder lock and interrupts of a training run: all act at ``fit``'s chunk
+boundaries, so the state they see or save is always consistent.
 
-A :class:`Checkpointer` writes a run's :class:`train.TrainState` atomically into a folder;
-:class:`DeferredInterrupt` turns a signal into a request that the running chunk honours when it
-finishes, so the state handed on is always consistent.
+- :class:`Checkpointer` writes a run's :class:`train.TrainState` atomically into a folder, each file
+  with a checksum, and restores the newest intact one of *this* run, skipping damaged files, files
+  of other runs and anything that is not exactly a checkpoint's name.
+- :class:`FolderLock` makes one run the owner of its checkpoint folder; a second run is refused with
+  the holder's pid and host, and never touches the first one's files.
+- :class:`DeferredInterrupt` turns SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``timeout``, docker, SLURM,
+  a closed terminal) into a request that the running chunk honours when it finishes.
+- :func:`ensure_writable_dir` checks a folder before any training starts.
 """
 
 from __future__ import annotations
 
+import datetime
+import fcntl
+import hashlib
 import json
 import os
+import re
 import signal
+import socket
+import sys
 import tempfile
 import threading
+import zipfile
 from pathlib import Path
 
 import jax
@@ -21,45 +34,151 @@ import numpy as np
 from jaxopt_lab.train import TrainState, check_positive_int
 
 CHECKPOINT_PREFIX = "ckpt_"
+CHECKPOINT_NAME = re.compile(
+    r"ckpt_(\d{9,10})\.npz"
+)  # exactly what :meth:`Checkpointer.save` writes
+LOCK_NAME = ".lock"
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class TrainingInterrupted(Exception):
-    """SIGINT arrived; ``state`` is where the run stood at the chunk boundary after it."""
+    """A signal arrived; ``state`` is where the run stood at the chunk boundary after it."""
 
-    def __init__(self, state: TrainState):
-        super().__init__(f"interrupted at epoch {state.epoch}")
+    def __init__(self, state: TrainState | None, signum: int = signal.SIGINT):
+        epoch = "?" if state is None else state.epoch
+        super().__init__(f"{signal.Signals(signum).name} at epoch {epoch}")
         self.state = state
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's convention for a run ended by this signal: 128 + its number."""
+        return 128 + self.signum
 
 
 class DeferredInterrupt:
-    """Turn SIGINT into a request honoured at the next chunk boundary.
+    """Turn SIGINT, SIGTERM and SIGHUP into a request honoured at the next chunk boundary.
 
-    Use as a context manager around ``fit`` and pass :meth:`check` in ``on_chunk``: the compiled
-    chunk finishes, the state is consistent, and :class:`TrainingInterrupted` carries it out.
-    Outside the main thread (where signal handlers cannot be set) it does nothing.
+    Use as a context manager around training and call :meth:`check` in ``on_chunk``: the compiled
+    chunk finishes, the state is consistent, and :class:`TrainingInterrupted` carries it out with
+    the signal's number. Outside the main thread (where handlers cannot be set) it does nothing.
     """
 
     def __init__(self):
-        self.requested = False
-        self._previous = None
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def _handle(self, signum, frame):
-        del signum, frame
-        self.requested = True
+        del frame
+        if self.signum is None:  # the first signal decides the exit status
+            self.signum = signum
 
     def __enter__(self) -> DeferredInterrupt:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
-    def check(self, state: TrainState) -> None:
-        if self.requested:
-            raise TrainingInterrupted(state)
+    def check(self, state: TrainState | None = None) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(state, self.signum)
+
+
+class FolderLockedError(RuntimeError):
+    """Another live process holds the folder."""
+
+
+class FolderLock:
+    """An exclusive ``flock`` on ``DIR/.lock`` for the life of a run.
+
+    The kernel drops the lock when the holder exits, however it exits, so a killed run never
+    leaves a stale lock; the file's text (pid, host, start time, command) only names the holder.
+    """
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+        self._fd: int | None = None
+
+    def acquire(self) -> FolderLock:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise FolderLockedError(f"{self.directory} is in use by {holder}") from None
+        started = datetime.datetime.now().isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {started} "
+                     f"({' '.join(sys.argv)})\n".encode())  # fmt: skip
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def ensure_writable_dir(directory) -> Path:
+    """Create ``directory`` if needed and prove it takes a file (written, synced and removed).
+
+    Raises:
+      OSError: with the folder in ``filename``, e.g. not a folder, no permission, read-only, full.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
+    try:
+        os.write(fd, b"jaxopt_lab")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return directory
+
+
+def normalise_config(config: dict) -> dict:
+    """``config`` as it reads back from JSON (tuples as lists, NumPy scalars as Python numbers,
+    keys as strings), so a saved config compares equal to the one that saved it.
+
+    Raises:
+      ValueError: ``config`` holds something JSON cannot store.
+    """
+
+    def plain(value):
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+    try:
+        return json.loads(json.dumps(config, default=plain, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"config must be JSON-serialisable: {error}") from None
+
+
+def _checksum(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+    return digest.hexdigest()
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -74,20 +193,24 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class Checkpointer:
-    """Atomic checkpoints of a run's :class:`TrainState` in one directory.
+    """Atomic, checksummed checkpoints of a run's :class:`TrainState` in one folder.
 
     Each save writes ``ckpt_<epoch>.npz`` to a temporary name, fsyncs it and renames it into place,
     so a crash mid-save leaves the earlier checkpoints whole; the ``keep`` newest are kept. The
-    file holds params, optimizer state (leaves of the state's pytree), epoch, cost history and the
-    run's ``config``; a resume with a different config is refused. The randomness position is the
-    epoch: course mode re-seeds per epoch and seed mode folds the epoch into the key.
+    file holds params, optimizer state (leaves of the state's pytree), epoch, cost history, the
+    run's ``config`` and a SHA-256 of the arrays. The randomness position is the epoch: course mode
+    re-seeds per epoch and seed mode folds the epoch into the key.
 
     Args:
       directory: where checkpoints live (created if missing).
       every: save when the completed epoch count is a multiple of this (run ``fit`` with a
         ``chunk_epochs`` that divides it), and always when asked through :meth:`save`.
-      config: JSON-serialisable description of the run (optimizer, hyperparameters, seed, ...).
+      config: JSON-serialisable description of the run (optimizer, hyperparameters, seed, ...);
+        it is the run's identity: a checkpoint saved with another one is never restored.
       keep: how many of the newest checkpoints to keep.
+
+    Raises:
+      ValueError: a bad ``every`` or ``keep``, or a config JSON cannot store.
     """
 
     def __init__(self, directory, every: int, config: dict, keep: int = 2):
@@ -95,30 +218,37 @@ class Checkpointer:
         check_positive_int("keep", keep)
         self.directory = Path(directory)
         self.every = every
-        self.config = config
+        self.config = normalise_config(config)
         self.keep = keep
+        self.skipped: list[tuple[str, str]] = []  # (file name, why) of the last restore
 
     def __call__(self, state: TrainState) -> None:
         if state.epoch % self.every == 0:
             self.save(state)
 
     def paths(self) -> list[Path]:
-        """Complete checkpoints, oldest first."""
+        """Files named exactly as checkpoints are, oldest name first (nothing else is touched)."""
         if not self.directory.is_dir():
             return []
-        found = self.directory.glob(f"{CHECKPOINT_PREFIX}*.npz")
-        return sorted(found, key=lambda p: int(p.stem[len(CHECKPOINT_PREFIX) :]))
+        found = [
+            p for p in self.directory.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_file()
+        ]
+        return sorted(found, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
 
     def save(self, state: TrainState) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         leaves = jax.tree.leaves((state.params, state.opt_state))
         arrays = {f"leaf_{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
-        meta = {"epoch": int(state.epoch), "config": self.config, "num_leaves": len(leaves)}
+        arrays["costs"] = np.asarray(state.costs)
+        meta = {
+            "epoch": int(state.epoch), "config": self.config, "num_leaves": len(leaves),
+            "sha256": _checksum(arrays),
+        }  # fmt: skip
         final = self.directory / f"{CHECKPOINT_PREFIX}{state.epoch:09d}.npz"
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, costs=np.asarray(state.costs), meta=json.dumps(meta), **arrays)
+                np.savez(f, meta=json.dumps(meta), **arrays)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)
@@ -130,36 +260,61 @@ class Checkpointer:
             old.unlink(missing_ok=True)
         return final
 
-    def restore(self, template: TrainState) -> TrainState | None:
-        """The newest checkpoint laid into ``template``'s structure, or None if there is none.
-
-        Raises:
-          ValueError: the checkpoint was made with another config or another structure.
-        """
-        paths = self.paths()
-        if not paths:
-            return None
-        with np.load(paths[-1]) as f:
-            meta = json.loads(str(f["meta"]))
-            leaves = [f[f"leaf_{i}"] for i in range(meta["num_leaves"])]
-            costs = f["costs"]
+    def _read(self, path: Path, template: TrainState) -> TrainState:
+        """One checkpoint, fully checked against this run; ``ValueError`` says what is wrong."""
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                arrays = {name: f[name] for name in f.files if name != "meta"}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+            reason = "empty file" if path.stat().st_size == 0 else f"unreadable ({error})"
+            raise ValueError(reason) from None
+        if not isinstance(meta, dict) or not {"epoch", "config", "num_leaves", "sha256"} <= set(
+            meta
+        ):
+            raise ValueError("no checkpoint metadata")
+        if _checksum(arrays) != meta["sha256"]:
+            raise ValueError("checksum mismatch (damaged bytes)")
+        if CHECKPOINT_NAME.fullmatch(path.name).group(1) != f"{meta['epoch']:09d}":
+            raise ValueError(f"its name does not match the epoch saved inside ({meta['epoch']})")
         saved, current = meta["config"], self.config
         changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         if changed:
             diffs = ", ".join(
                 f"{k}: {saved.get(k)!r} there vs {current.get(k)!r} now" for k in changed
             )
-            raise ValueError(
-                f"checkpoint {paths[-1]} was made with another configuration ({diffs})"
-            )
+            raise ValueError(f"made with another configuration ({diffs})")
         like, treedef = jax.tree.flatten((template.params, template.opt_state))
+        leaves = [arrays.get(f"leaf_{i}") for i in range(meta["num_leaves"])]
         if len(like) != len(leaves) or any(
-            np.shape(a) != np.shape(b) or np.asarray(a).dtype != b.dtype
+            b is None or np.shape(a) != b.shape or np.asarray(a).dtype != b.dtype
             for a, b in zip(like, leaves, strict=True)
         ):
             raise ValueError(
-                f"checkpoint {paths[-1]} does not fit this run's parameters and optimizer state "
-                "(different layers, optimizer or float precision)"
+                "does not fit this run's parameters and optimizer state (different layers, "
+                "optimizer or float precision)"
             )
         params, opt_state = jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
-        return TrainState(params, opt_state, meta["epoch"], costs)
+        return TrainState(params, opt_state, int(meta["epoch"]), arrays["costs"])
+
+    def restore(self, template: TrainState) -> TrainState | None:
+        """The newest intact checkpoint of this run, laid into ``template``'s structure; None if
+        the folder holds no checkpoint at all.
+
+        Newer files that are damaged (truncated, empty, flipped or random bytes), renamed, made
+        with another config or not fitting the template are skipped, each recorded in
+        :attr:`skipped` with the reason, and the next newest is tried.
+
+        Raises:
+          ValueError: there are checkpoints, but none of them is an intact one of this run.
+        """
+        self.skipped = []
+        for path in reversed(self.paths()):
+            try:
+                return self._read(path, template)
+            except ValueError as error:
+                self.skipped.append((path.name, str(error)))
+        if not self.skipped:
+            return None
+        reasons = "; ".join(f"{name}: {why}" for name, why in self.skipped)
+        raise ValueError(f"no intact checkpoint of this run in {self.directory} ({reasons})")

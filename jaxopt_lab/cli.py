@@ -12,6 +12,7 @@ import importlib
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -159,8 +160,14 @@ def enable_compilation_cache() -> None:
 
 
 def write_json(path: Path, content: Any) -> None:
+    """Write ``content`` as JSON atomically: a full file or the earlier one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(content, indent=1, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +282,8 @@ def _checkpointer_for(args: argparse.Namespace, config: runs.RunConfig, optimize
     """The run's checkpointer and, with --resume, the state to continue from.
 
     A folder that already holds checkpoints is only continued, never overwritten: without
-    --resume the run is refused, so nothing a user saved is lost.
+    --resume the run is refused, so nothing a user saved is lost. With --resume, damaged or foreign
+    checkpoints are skipped (one line each) for the newest intact one of this run.
     """
     identity = {**config._asdict(), "float": environment()["float"]}
     del identity["epochs"]  # a resumed run may go further than the first one planned
@@ -291,16 +299,49 @@ def _checkpointer_for(args: argparse.Namespace, config: runs.RunConfig, optimize
         state = checkpointer.restore(train.init_state(runs.LAYERS_DIMS, optimizer, config.seed))
     except ValueError as error:
         raise _FlagError(f"--resume: {error}") from None
-    if state is not None and state.epoch > config.epochs:
+    if state is None:
+        raise _FlagError(f"--resume: no checkpoint to resume from in {args.checkpoint_dir}")
+    for name, why in checkpointer.skipped:
+        print(f"jaxopt-lab: skipped {name}: {why}", file=sys.stderr)
+    if state.epoch > config.epochs:
         raise _FlagError(f"--epochs {config.epochs} is before the checkpoint's epoch {state.epoch}")
     return checkpointer, state
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from jaxopt_lab import plots
+def _writable(flag: str, directory: Path | None) -> None:
+    """Refuse a folder that cannot take a file before any training starts (exit 2)."""
+    if directory is None:
+        return
+    try:
+        checkpoints.ensure_writable_dir(directory)
+    except OSError as error:
+        raise _FlagError(f"{flag} {directory}: cannot write there ({error.strerror})") from None
 
+
+def _interrupted_line(stop: checkpoints.TrainingInterrupted, what: str) -> str:
+    name = signal.Signals(stop.signum).name
+    return f"jaxopt-lab: {name}: {what}"
+
+
+def run_train(args: argparse.Namespace) -> int:
     if args.resume and args.checkpoint_dir is None:
         raise _FlagError("--resume needs --checkpoint-dir")
+    _writable("--out", args.out)
+    lock = None
+    if args.checkpoint_dir is not None:
+        _writable("--checkpoint-dir", args.checkpoint_dir)
+        try:
+            lock = checkpoints.FolderLock(args.checkpoint_dir).acquire()
+        except checkpoints.FolderLockedError as error:
+            raise _FlagError(f"--checkpoint-dir {error}") from None
+    try:
+        return _train(args)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(args: argparse.Namespace) -> int:
     config = _config_from(args)
     X, Y = data.load_moons()
     # The shared-structure form: the same numbers, and the same compiled program as `compare`'s
@@ -345,13 +386,12 @@ def run_train(args: argparse.Namespace) -> int:
         except checkpoints.TrainingInterrupted as stop:
             bar.close()
             if checkpointer is None:
-                print(f"interrupted at epoch {stop.state.epoch} (not saved: no --checkpoint-dir)",
-                      file=sys.stderr)  # fmt: skip
+                what = f"stopped at epoch {stop.state.epoch} (not saved: no --checkpoint-dir)"
             else:
                 path = checkpointer.save(stop.state)
-                print(f"interrupted at epoch {stop.state.epoch}; saved {path} (continue with "
-                      "--resume)", file=sys.stderr)  # fmt: skip
-            return 130
+                what = f"stopped at epoch {stop.state.epoch}; saved {path} (continue with --resume)"
+            print(_interrupted_line(stop, what), file=sys.stderr)
+            return stop.exit_status
     if checkpointer is not None:
         checkpointer.save(
             train.TrainState(result.params, result.opt_state, config.epochs, result.costs)
@@ -360,6 +400,8 @@ def run_train(args: argparse.Namespace) -> int:
     print("Accuracy: " + str(accuracy))
 
     if args.out is not None:
+        from jaxopt_lab import plots
+
         write_json(args.out / "result.json", {
             "config": config._asdict(),
             "final_cost": float(result.costs[-1]),
@@ -403,8 +445,18 @@ def run_compare(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
     bar = progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc="compare")
-    with bar:
-        rows, results = runs.compare(on_epochs=bar.update)
+    with bar, checkpoints.DeferredInterrupt() as interrupt:
+
+        def on_epochs(epochs: int) -> None:
+            bar.update(epochs)
+            interrupt.check()  # every run stops at its next chunk boundary
+
+        try:
+            rows, results = runs.compare(on_epochs=on_epochs)
+        except checkpoints.TrainingInterrupted as stop:
+            bar.close()
+            print(_interrupted_line(stop, "compare stopped; nothing written"), file=sys.stderr)
+            return stop.exit_status
     total = time.perf_counter() - start
     table = runs.compare_table(rows)
     print(table)
@@ -562,13 +614,16 @@ def run_sweep(args: argparse.Namespace) -> int:
     bar = progress_bar(args.epochs, enabled=progress_wanted(args.no_progress), desc="sweep")
     start = time.perf_counter()
 
+    interrupt = checkpoints.DeferredInterrupt()
+
     def on_chunk(epoch: int, costs) -> None:
         bar.update(epoch - bar.n)
         if several:
             distributed.check_peers()  # a lost peer ends this process too, at a chunk boundary
+        interrupt.check()  # Ctrl-C, SIGTERM, SIGHUP: stop at this chunk boundary
 
     try:
-        with bar:
+        with bar, interrupt:
             rows = sweep.sweep(
                 X, Y, runs.LAYERS_DIMS, make_optimizer, grid, seeds=args.seed,
                 num_epochs=args.epochs, mini_batch_size=args.mini_batch_size, on_chunk=on_chunk,
@@ -576,6 +631,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     except distributed.DistributedError as error:
         print(f"jaxopt-lab: error: {error}", file=sys.stderr)
         return 1
+    except checkpoints.TrainingInterrupted as stop:
+        print(_interrupted_line(stop, "sweep stopped; nothing written"), file=sys.stderr)
+        return stop.exit_status
     seconds = time.perf_counter() - start
     if jax.process_index() != 0:
         print(f"jaxopt-lab: process {jax.process_index()} of {jax.process_count()} done; process 0 "
@@ -666,6 +724,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _FlagError as error:
         print(f"jaxopt-lab: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write failed (disk full, folder gone); checkpoints are atomic
+        print(f"jaxopt-lab: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before training started, or while results are written
+        print("jaxopt-lab: SIGINT: stopped", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

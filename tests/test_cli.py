@@ -345,7 +345,8 @@ def test_ctrl_c_saves_and_exits_130_then_resume_matches(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert err.count("\n") == 1 and "Traceback" not in err
-    epoch = int(err.split("interrupted at epoch ")[1].split(";")[0])
+    assert err.startswith("jaxopt-lab: SIGINT: stopped at epoch ")
+    epoch = int(err.split("stopped at epoch ")[1].split(";")[0])
     assert epoch % 500 == 0 and epoch >= 500
     assert checkpoints.Checkpointer(ckpt, 1, {}).paths()[-1].name == f"ckpt_{epoch:09d}.npz"
 
