@@ -694,6 +694,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_termination() -> dict:
+    """Until training takes them over (``DeferredInterrupt``), SIGTERM and SIGHUP end the command
+    with one line and exit 128 + N, as Ctrl-C does; returns the handlers to restore."""
+
+    def stop(signum, frame):
+        del frame
+        print(f"jaxopt-lab: {signal.Signals(signum).name}: stopped", file=sys.stderr)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+
+
 def _import_plots_in_background() -> None:
     """Import matplotlib (through ``plots``) on a thread while the command traces and trains: XLA
     releases the GIL while it compiles and runs, so the import's half second mostly disappears.
@@ -716,6 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     enable_compilation_cache()
     if getattr(args, "out", None) is not None:
         _import_plots_in_background()
+    previous = _stop_on_termination()
     try:
         return args.run(args)
     except train.DivergenceError as error:
@@ -730,6 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before training started, or while results are written
         print("jaxopt-lab: SIGINT: stopped", file=sys.stderr)
         return 130
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

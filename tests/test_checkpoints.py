@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import numpy as np
@@ -151,3 +152,219 @@ def test_deferred_interrupt_restores_the_previous_handler():
         with pytest.raises(checkpoints.TrainingInterrupted):
             interrupt.check(train.TrainState({}, (), 5, np.zeros(5)))
     assert signal.getsignal(signal.SIGINT) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged, foreign and stray files in the checkpoint folder
+# ---------------------------------------------------------------------------------------------
+
+
+def _damage(path, how: str) -> None:
+    data_ = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(data_[: len(data_) // 2])
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "flipped":  # one byte of the first array's numbers, past its .npy header
+        flipped = bytearray(data_)
+        magic = data_.index(b"\x93NUMPY")
+        header_length = int.from_bytes(data_[magic + 8 : magic + 10], "little")
+        flipped[magic + 10 + header_length + 3] ^= 0xFF
+        path.write_bytes(bytes(flipped))
+    elif how == "random":
+        path.write_bytes(np.random.default_rng(0).bytes(len(data_)))
+
+
+@pytest.fixture(scope="module")
+def three_checkpoints(tmp_path_factory):
+    """A folder with checkpoints at epochs 10, 20 and 30 of one course-mode run (bytes cached)."""
+    folder = tmp_path_factory.mktemp("three")
+    opt = optimizers.adam(0.01)
+    ckpt = checkpoints.Checkpointer(folder, every=10, config={"lr": 0.01}, keep=3)
+    train.fit(X, Y, LAYERS, opt, num_epochs=30, chunk_epochs=10, on_chunk=ckpt)
+    return {p.name: p.read_bytes() for p in ckpt.paths()}, opt
+
+
+def _folder(tmp_path, files) -> checkpoints.Checkpointer:
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    return checkpoints.Checkpointer(tmp_path, every=10, config={"lr": 0.01}, keep=3)
+
+
+@pytest.mark.parametrize("how", ["truncated", "empty", "flipped", "random"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_newest_intact_one(
+    tmp_path, three_checkpoints, how
+):
+    files, opt = three_checkpoints
+    ckpt = _folder(tmp_path, files)
+    _damage(tmp_path / "ckpt_000000030.npz", how)
+    state = ckpt.restore(train.init_state(LAYERS, opt))
+    assert state.epoch == 20
+    assert [name for name, _ in ckpt.skipped] == ["ckpt_000000030.npz"]
+    # Flipped bytes: zip's CRC-32 or, past it, the saved SHA-256 of the arrays.
+    expected = {"truncated": ["unreadable"], "empty": ["empty file"],
+                "flipped": ["CRC", "checksum"], "random": ["unreadable"]}[how]  # fmt: skip
+    assert any(word in ckpt.skipped[0][1] for word in expected), ckpt.skipped
+
+
+def test_no_intact_checkpoint_is_one_error_naming_each_file(tmp_path, three_checkpoints):
+    files, opt = three_checkpoints
+    ckpt = _folder(tmp_path, files)
+    for name in files:
+        _damage(tmp_path / name, "truncated")
+    with pytest.raises(ValueError, match="no intact checkpoint of this run") as error:
+        ckpt.restore(train.init_state(LAYERS, opt))
+    assert all(name in str(error.value) for name in files)
+    assert "\n" not in str(error.value)
+
+
+def test_stray_files_are_ignored_and_a_name_cannot_shadow_newer_work(tmp_path, three_checkpoints):
+    files, opt = three_checkpoints
+    ckpt = _folder(tmp_path, files)
+    (tmp_path / "ckpt_000000090.npz.bak").write_bytes(files["ckpt_000000030.npz"])
+    (tmp_path / ".tmp-killed.npz").write_bytes(b"half")
+    (tmp_path / "ckpt_000000099.npz").mkdir()  # a folder with a checkpoint's name
+    (tmp_path / "ckpt_1.npz").write_bytes(files["ckpt_000000030.npz"])
+    # A copy of epoch 10 renamed as if it were epoch 80: the epoch inside decides.
+    (tmp_path / "ckpt_000000080.npz").write_bytes(files["ckpt_000000010.npz"])
+    state = ckpt.restore(train.init_state(LAYERS, opt))
+    assert state.epoch == 30
+    assert ckpt.skipped == [("ckpt_000000080.npz", ckpt.skipped[0][1])]
+    assert "does not match the epoch saved inside (10)" in ckpt.skipped[0][1]
+    ckpt.save(state)  # keeps 3: only files named exactly as checkpoints are ever removed
+    assert (tmp_path / "ckpt_000000090.npz.bak").exists() and (tmp_path / "ckpt_1.npz").exists()
+    assert (tmp_path / "ckpt_000000099.npz").is_dir()
+
+
+def test_a_checkpoint_of_another_run_is_skipped_for_this_run_s_own(tmp_path, three_checkpoints):
+    files, opt = three_checkpoints
+    other = checkpoints.Checkpointer(tmp_path, every=10, config={"lr": 0.5}, keep=9)
+    mine = _folder(tmp_path, files)
+    state = mine.restore(train.init_state(LAYERS, opt))
+    other.save(train.TrainState(state.params, state.opt_state, 40, np.zeros(40)))
+    assert mine.restore(train.init_state(LAYERS, opt)).epoch == 30
+    assert "lr: 0.5 there vs 0.01 now" in mine.skipped[0][1]
+
+
+def test_config_is_normalised_once_and_refused_when_not_serialisable(tmp_path):
+    config = {"layers": (2, 5, 1), "lr": np.float32(0.5), "seed": np.int64(3), 7: "seven"}
+    ckpt = checkpoints.Checkpointer(tmp_path, every=1, config=config)
+    assert ckpt.config == {"layers": [2, 5, 1], "lr": 0.5, "seed": 3, "7": "seven"}
+    opt = optimizers.gd(0.1)
+    state = train.init_state(LAYERS, opt)
+    ckpt.save(train.TrainState(state.params, state.opt_state, 1, np.zeros(1)))
+    again = checkpoints.Checkpointer(tmp_path, every=1, config=config)
+    assert again.restore(state).epoch == 1  # the round trip never refuses itself
+    for bad in ({"f": lambda: 0}, {"x": float("nan")}, {"a": object()}):
+        with pytest.raises(ValueError, match="config must be JSON-serialisable"):
+            checkpoints.Checkpointer(tmp_path, every=1, config=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Real processes: signals, two runs in one folder, unwritable folders, a write fault
+# ---------------------------------------------------------------------------------------------
+
+
+def _cli(*argv: str, env_extra=None, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "JAXOPT_LAB_NO_CACHE": "1", **(env_extra or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--no-progress"], env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
+    )  # fmt: skip
+
+
+def _wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_save_at_the_chunk_boundary_like_ctrl_c(tmp_path, signum, status):
+    folder = tmp_path / "ckpt"
+    proc = _cli("train", "--seed", "1", "--epochs", "400000", "--checkpoint-dir", str(folder),
+                "--checkpoint-every", "1000")  # fmt: skip
+    _wait_for(lambda: any(folder.glob("ckpt_*.npz")))
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == status
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"jaxopt-lab: {signal.Signals(signum).name}: stopped at epoch ")
+    epoch = int(line.split("stopped at epoch ")[1].split(";")[0])
+    saved = checkpoints.CHECKPOINT_NAME.fullmatch(f"ckpt_{epoch:09d}.npz")
+    assert saved and (folder / saved.group(0)).is_file()
+
+
+@pytest.mark.parametrize(
+    "command", [["compare"], ["sweep", "--learning-rate", "0.01", "--epochs", "300000"]]
+)
+def test_compare_and_sweep_stop_in_one_line_on_a_signal(tmp_path, command):
+    proc = _cli(*command, "--out", str(tmp_path / "out"))
+    # compare: during start-up (it trains in a few seconds); sweep: during training
+    time.sleep(1.5 if command == ["compare"] else 8)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines() == [err.strip()] and "Traceback" not in err
+    assert err.startswith("jaxopt-lab: SIGTERM:")
+    assert not (tmp_path / "out" / "compare.json").exists()
+
+
+def test_a_second_run_in_the_same_folder_is_refused_and_the_first_is_untouched(tmp_path):
+    folder = tmp_path / "ckpt"
+    first = _cli("train", "--epochs", "200000", "--checkpoint-dir", str(folder),
+                 "--checkpoint-every", "1000")  # fmt: skip
+    _wait_for(lambda: any(folder.glob("ckpt_*.npz")))
+    second = _cli("train", "--epochs", "300000", "--checkpoint-dir", str(folder), "--resume")
+    out2, err2 = second.communicate(timeout=120)
+    assert second.returncode == 2
+    (line,) = err2.strip().splitlines()
+    assert f"is in use by pid {first.pid} on " in line
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    names = [p.name for p in checkpoints.Checkpointer(folder, 1, {}).paths()]
+    assert names == ["ckpt_000199000.npz", "ckpt_000200000.npz"]
+
+
+def test_unwritable_folders_are_refused_before_training(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for flag in ("--out", "--checkpoint-dir"):
+        proc = _cli("train", "--epochs", "100000000", flag, str(blocker / "sub"))
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 2
+        (line,) = err.strip().splitlines()
+        assert line.startswith(f"jaxopt-lab: error: {flag} {blocker / 'sub'}: cannot write there")
+        assert out == ""  # refused before the first epoch
+
+
+def test_a_write_fault_at_the_end_is_one_line_and_the_checkpoints_stay_intact(tmp_path):
+    import resource
+
+    def small_files():  # result.json (1000 costs) is larger than this; checkpoints are not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
+
+    folder, out = tmp_path / "ckpt", tmp_path / "out"
+    proc = _cli("train", "--epochs", "2000", "--checkpoint-dir", str(folder), "--out", str(out),
+                preexec_fn=small_files)  # fmt: skip
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith("jaxopt-lab: error: ") and "File too large" in line
+    assert not (out / "result.json").exists()  # never half a file
+    ckpt = checkpoints.Checkpointer(folder, 1, {})
+    assert [p.name for p in ckpt.paths()] == ["ckpt_000001000.npz", "ckpt_000002000.npz"]
+
+
+@pytest.mark.parametrize("content", ["missing", "empty", "temp file only"])
+def test_resume_with_nothing_to_resume_from_is_an_error(tmp_path, content):
+    folder = tmp_path / "ckpt"
+    if content != "missing":
+        folder.mkdir()
+    if content == "temp file only":
+        (folder / ".tmp-abc.npz").write_bytes(b"half")
+    proc = _cli("train", "--epochs", "10", "--checkpoint-dir", str(folder), "--resume")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and out == ""
+    assert err.strip() == f"jaxopt-lab: error: --resume: no checkpoint to resume from in {folder}"

@@ -48,8 +48,11 @@ def test_two_processes_write_the_rows_of_one(tmp_path, devices):
     epochs = ["--epochs", "300"]
     port = free_port()
     pair = [
-        start([*GRID, *SEEDS, *epochs, *group(port, r), "--out", str(tmp_path / f"p{r}")], tmp_path,
-              devices)  # fmt: skip
+        start(
+            [*GRID, *SEEDS, *epochs, *group(port, r), "--out", str(tmp_path / f"p{r}")],
+            tmp_path,
+            devices,
+        )  # fmt: skip
         for r in (0, 1)
     ]
     single = start([*GRID, *SEEDS, *epochs, "--out", str(tmp_path / "one")], tmp_path, devices)
@@ -102,8 +105,10 @@ def test_a_killed_process_stops_the_other_in_bounded_time_with_one_line(tmp_path
     [
         (["--process-id", "0"], "go together"),
         (["--coordinator", "127.0.0.1:1", "--num-processes", "2"], "go together"),
-        (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
-         "must be below --num-processes 2"),  # fmt: skip
+        (
+            ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"],
+            "must be below --num-processes 2",
+        ),  # fmt: skip
         (["--coordinator", "localhost", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
         (["--coordinator", "h:70000", "--num-processes", "2", "--process-id", "0"], "HOST:PORT"),
     ],
