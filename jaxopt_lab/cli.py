@@ -12,10 +12,12 @@ import importlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -71,18 +73,32 @@ def unit_interval(text: str) -> float:
 
 
 def positive_int(text: str) -> int:
-    """An integer >= 1 (epochs, batch sizes, intervals)."""
+    """An integer in [1, 2**31 - 1] (epochs, batch sizes, intervals: int32 inside the programs)."""
     value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    if not 1 <= value <= train.MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [1, {train.MAX_EPOCHS}], got {text!r}"
+        )
     return value
 
 
 def nonnegative_int(text: str) -> int:
-    """An integer >= 0 (seeds)."""
+    """An integer in [0, 2**31 - 1] (ranks)."""
     value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}")
+    if not 0 <= value <= train.MAX_EPOCHS:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, {train.MAX_EPOCHS}], got {text!r}"
+        )
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A seed in [0, 2**32 - 1]: float32 JAX keys keep 32 bits, so a larger seed would collide."""
+    value = _integer(text)
+    if not 0 <= value <= train.MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"must be an integer in [0, {train.MAX_SEED}], got {text!r}"
+        )
     return value
 
 
@@ -155,8 +171,37 @@ def enable_compilation_cache() -> None:
     if os.environ.get("JAXOPT_LAB_NO_CACHE"):
         return
     jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
+    if not getattr(warnings.showwarning, "replaces_damaged_cache_entries", False):
+        warnings.showwarning = _replace_damaged_cache_entries(warnings.showwarning)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+
+
+_DAMAGED_ENTRY = re.compile(r"Error reading persistent compilation cache entry for '([\w.-]+)'")
+
+
+def _replace_damaged_cache_entries(show):
+    """Wrap ``warnings.showwarning`` so that JAX's warning about an unreadable cache entry (a
+    damaged file) removes that program's undecodable entries, to be rewritten by this run, and says
+    so in one line instead of a warning on every later run."""
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        found = _DAMAGED_ENTRY.search(str(message))
+        if found is None:
+            return show(message, category, filename, lineno, file, line)
+        from jax._src.compilation_cache import decompress_executable  # JAX's own format
+
+        for path in cache_dir().glob(f"{found.group(1)}-*-cache"):
+            try:
+                decompress_executable(path.read_bytes())
+            except Exception:  # noqa: BLE001 - any failure to decode means a damaged entry
+                path.unlink(missing_ok=True)
+                print(f"jaxopt-lab: removed a damaged compilation-cache entry ({path.name}); "
+                      "recompiled", file=sys.stderr)  # fmt: skip
+        return None
+
+    showwarning.replaces_damaged_cache_entries = True
+    return showwarning
 
 
 def write_json(path: Path, content: Any) -> None:
@@ -233,7 +278,7 @@ def add_train_parser(subparsers) -> None:
     _add_run_flags(p, many=False)
     p.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=seed_int,
         default=None,
         help="absent: the course's randomness (NumPy seeds); an integer: JAX randomness",
     )
@@ -342,6 +387,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    _start_backend()
     config = _config_from(args)
     X, Y = data.load_moons()
     # The shared-structure form: the same numbers, and the same compiled program as `compare`'s
@@ -442,6 +488,7 @@ def add_compare_parser(subparsers) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    _start_backend()
     start = time.perf_counter()
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
     bar = progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc="compare")
@@ -507,7 +554,7 @@ def add_paths_parser(subparsers) -> None:
     )
     p.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=seed_int,
         default=0,
         help="seed of the gradient noise of noisy GD (default: %(default)s)",
     )
@@ -515,6 +562,7 @@ def add_paths_parser(subparsers) -> None:
 
 
 def run_paths(args: argparse.Namespace) -> int:
+    _start_backend()
     from jaxopt_lab import plots
 
     path = plots.save_png(plots.plot_paths(seed=args.seed), args.out / "paths.png")
@@ -538,7 +586,7 @@ def add_sweep_parser(subparsers) -> None:
     _add_run_flags(p, many=True)
     p.add_argument(
         "--seed",
-        type=nonnegative_int,
+        type=seed_int,
         default=[0],
         nargs="+",
         metavar="S",
@@ -602,6 +650,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         except distributed.DistributedError as error:
             print(f"jaxopt-lab: error: {error}", file=sys.stderr)
             return 1
+    _start_backend()
     X, Y = data.load_moons()
     grid = runs.sweep_grid(args.optimizer, vars(args))
     base = runs.RunConfig(
@@ -694,6 +743,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The library's argument names, as the flags that set them.
+_FLAG_OF = {
+    "learning_rate": "--learning-rate", "beta": "--beta", "decay": "--beta", "b1": "--beta1",
+    "b2": "--beta2", "eps": "--epsilon", "decay_rate": "--decay-rate",
+    "time_interval": "--time-interval", "num_epochs": "--epochs",
+    "mini_batch_size": "--mini-batch-size", "seed": "--seed",
+}  # fmt: skip
+
+
+def _named_as_flag(message: str) -> str:
+    name, _, rest = message.partition(" ")
+    return f"{_FLAG_OF[name]} {rest}" if name in _FLAG_OF else message
+
+
+def _start_backend() -> None:
+    """Start JAX's backend now, so that one that cannot start (``JAX_PLATFORMS=cuda`` on a machine
+    without a GPU) is one line and exit 2, not a traceback from the first array."""
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as error:  # JAX 0.10 asserts when no platform starts
+        platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or "default"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "no device"
+        raise _FlagError(
+            f"JAX could not start its backend (JAX_PLATFORMS={platforms}): {detail}"
+        ) from None
+
+
 def _stop_on_termination() -> dict:
     """Until training takes them over (``DeferredInterrupt``), SIGTERM and SIGHUP end the command
     with one line and exit 128 + N, as Ctrl-C does; returns the handlers to restore."""
@@ -738,6 +814,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except _FlagError as error:
         print(f"jaxopt-lab: error: {error}", file=sys.stderr)
+        return 2
+    except ValueError as error:  # the library refused a value: name the flag it came from
+        print(f"jaxopt-lab: error: {_named_as_flag(str(error))}", file=sys.stderr)
         return 2
     except OSError as error:  # a write failed (disk full, folder gone); checkpoints are atomic
         print(f"jaxopt-lab: error: {error}", file=sys.stderr)

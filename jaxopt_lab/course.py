@@ -38,9 +38,21 @@ def compute_cost(a3, Y) -> jax.Array:
 
 
 def random_mini_batches(X, Y, mini_batch_size: int = 64, seed: int = 0) -> list[tuple]:
-    """Shuffle the columns with ``np.random.seed(seed)`` and cut them into mini-batches."""
+    """Shuffle the columns with ``np.random.seed(seed)`` and cut them into mini-batches.
+
+    Raises:
+      ValueError: X is not (n_x, m), Y does not have m columns, the batch size is not a positive
+        integer, or the seed is not one NumPy accepts (0 to 2**32 - 1).
+    """
     X, Y = np.asarray(X), np.asarray(Y)
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise ValueError(f"X must be 2-D (n_x, m) with m >= 1 examples as columns, got {X.shape}")
     m = X.shape[1]
+    if Y.size != m:
+        raise ValueError(f"Y must hold one label per column of X ({m}), got shape {Y.shape}")
+    train.check_positive_int("mini_batch_size", mini_batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
     perm = data.course_permutation(m, seed)
     shuffled_X, shuffled_Y = X[:, perm], Y[:, perm].reshape(1, m)
     batches, start = [], 0

@@ -45,30 +45,60 @@ ScalarOrSchedule = float | jax.Array | Schedule
 
 
 def check_number(
-    name: str, value, *, low: float | None = None, high: float | None = None, low_open=False
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open=False,
+    dtype=None,
 ) -> None:
     """Raise ``ValueError`` naming ``name`` unless every element of ``value`` is a finite number in
-    ``[low, high)`` (``(low, high)`` with ``low_open``). Traced values pass unchecked."""
+    ``[low, high)`` (``(low, high)`` with ``low_open``), both as given and once rounded to the float
+    ``dtype`` the run computes in (default: JAX's default float, float32 unless x64 is on).
+    Traced values pass unchecked.
+
+    Rounding matters at the edges: in float32, ``0.99999999999`` is 1.0 (a momentum that never
+    forgets) and ``1e-50`` is 0.0 (a learning rate that never moves); both are refused there and
+    accepted under float64.
+    """
     if isinstance(value, jax.core.Tracer):
         return
     if isinstance(value, (bool, np.bool_)) or isinstance(value, str):
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         values = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
     interval = (
         f"{'(' if low_open else '['}{'-inf' if low is None else low}, "
         f"{'inf' if high is None else high})"
     )
-    ok = np.isfinite(values)
-    if low is not None:
-        ok &= (values > low) if low_open else (values >= low)
-    if high is not None:
-        ok &= values < high
+
+    def inside(v):
+        ok = np.isfinite(v)
+        if low is not None:
+            ok &= (v > low) if low_open else (v >= low)
+        if high is not None:
+            ok &= v < high
+        return ok
+
+    ok = inside(values)
     if not np.all(ok):
         shown = value if values.ndim == 0 else values[~ok].tolist()
         raise ValueError(f"{name} must be a finite number in {interval}, got {shown!r}")
+    run = np.dtype(dtype or jnp.result_type(float))
+    with np.errstate(over="ignore", under="ignore"):
+        rounded = values.astype(run).astype(np.float64)
+    ok = inside(rounded)
+    if not np.all(ok):
+        shown = value if values.ndim == 0 else values[~ok].tolist()
+        became = rounded if values.ndim == 0 else rounded[~ok]
+        raise ValueError(
+            f"{name} must be a finite number in {interval} in {run.name}, got {shown!r}, which "
+            f"rounds to {became.tolist()!r} there: use float64 (JAX_ENABLE_X64=1, or --x64) or a "
+            "value that stays inside"
+        )
 
 
 def check_learning_rate(learning_rate) -> None:

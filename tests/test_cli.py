@@ -291,7 +291,7 @@ def test_console_script_exit_status_for_a_bad_flag():
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith(
-        "argument --epochs: must be an integer >= 1, got '0' (see --help)"
+        "argument --epochs: must be an integer in [1, 2147483647], got '0' (see --help)"
     )
     assert proc.stdout == ""
 
