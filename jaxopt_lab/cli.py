@@ -488,6 +488,7 @@ def add_compare_parser(subparsers) -> None:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    _writable("--out", args.out)
     _start_backend()
     start = time.perf_counter()
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
@@ -562,6 +563,7 @@ def add_paths_parser(subparsers) -> None:
 
 
 def run_paths(args: argparse.Namespace) -> int:
+    _writable("--out", args.out)
     _start_backend()
     from jaxopt_lab import plots
 
@@ -651,6 +653,8 @@ def run_sweep(args: argparse.Namespace) -> int:
             print(f"jaxopt-lab: error: {error}", file=sys.stderr)
             return 1
     _start_backend()
+    if jax.process_index() == 0:  # the only one that writes
+        _writable("--out", args.out)
     X, Y = data.load_moons()
     grid = runs.sweep_grid(args.optimizer, vars(args))
     base = runs.RunConfig(
@@ -770,6 +774,28 @@ def _start_backend() -> None:
         ) from None
 
 
+# The bounds each float validator checks, checked again once rounded to the run's float dtype.
+_FLOAT_BOUNDS = {
+    positive_float: {"low": 0.0, "low_open": True},
+    nonnegative_float: {"low": 0.0},
+    unit_interval: {"low": 0.0, "high": 1.0},
+}
+
+
+def _check_in_run_dtype(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse a float flag whose value leaves its range once rounded to the precision the run
+    computes in (``--beta 0.99999999999`` is 1.0 in float32), whether or not the chosen optimizer
+    uses it: nothing a user typed is silently changed."""
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in commands.choices[args.command]._actions:
+        bounds = _FLOAT_BOUNDS.get(action.type)
+        value = getattr(args, action.dest, None)
+        if bounds is None or value is None:
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            optimizers.check_number(action.option_strings[0], v, **bounds)
+
+
 def _stop_on_termination() -> dict:
     """Until training takes them over (``DeferredInterrupt``), SIGTERM and SIGHUP end the command
     with one line and exit 128 + N, as Ctrl-C does; returns the handlers to restore."""
@@ -795,14 +821,20 @@ def _import_plots_in_background() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # a supervisor runs it again
     except SystemExit as exit_:  # --help, or a bad flag already reported in one line
         return int(exit_.code or 0)
     if args.x64:
         # Before any array exists: arrays made earlier would stay float32.
         jax.config.update("jax_enable_x64", True)
+    try:
+        _check_in_run_dtype(parser, args)
+    except ValueError as error:
+        print(f"jaxopt-lab: error: {error}", file=sys.stderr)
+        return 2
     enable_compilation_cache()
     if getattr(args, "out", None) is not None:
         _import_plots_in_background()

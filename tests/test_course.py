@@ -296,3 +296,26 @@ def test_model_refuses_an_unknown_optimizer():
     X, Y = course.load_dataset()
     with pytest.raises(ValueError, match="optimizer"):
         course.model(X, Y, LAYERS, "rmsprop", num_epochs=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0,), "mini_batch_size must be an integer >= 1"),
+        ((2.5,), "mini_batch_size must be an integer >= 1"),
+        ((64, -1), "seed must be an integer in"),
+        ((64, 2**32), "seed must be an integer in"),
+    ],
+)
+def test_random_mini_batches_refuses_bad_sizes_and_seeds(args, message):
+    X, Y = data.load_moons()
+    with pytest.raises(ValueError, match=message):
+        course.random_mini_batches(X, Y, *args)
+
+
+def test_random_mini_batches_refuses_labels_of_another_width():
+    X, Y = data.load_moons()
+    with pytest.raises(ValueError, match=r"Y must hold one label per column of X \(300\)"):
+        course.random_mini_batches(X, Y[:, :10])
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        course.random_mini_batches(X[0], Y)

@@ -189,3 +189,25 @@ def test_divergence_stops_at_the_chunk_and_names_the_first_bad_epoch():
     # It stopped at the end of the chunk holding that epoch, not at the end of the run.
     assert err.state.epoch == (first_bad // 25 + 1) * 25
     assert np.all(np.isfinite(err.state.costs[:first_bad]))
+
+
+# Values valid in float64 that round out of range in the run's float32: refused there, kept in x64.
+EDGE_OF_FLOAT32 = [
+    ("beta", lambda: optimizers.momentum(0.1, beta=0.99999999999), "rounds to 1.0"),
+    ("b1", lambda: optimizers.adam(0.1, b1=0.99999999999), "rounds to 1.0"),
+    ("b2", lambda: optimizers.adam(0.1, b2=0.999999999999), "rounds to 1.0"),
+    ("decay", lambda: optimizers.rmsprop(0.1, decay=0.99999999999), "rounds to 1.0"),
+    ("learning_rate", lambda: optimizers.gd(1e-50), "rounds to 0.0"),
+    ("learning_rate", lambda: optimizers.adam(1e39), "rounds to inf"),
+]
+
+
+@pytest.mark.parametrize(("name", "make", "why"), EDGE_OF_FLOAT32)
+def test_values_that_round_out_of_range_in_float32_are_refused_there(name, make, why):
+    with pytest.raises(ValueError, match=rf"^{name} must be .* in float32, .* {why}"):
+        make()
+
+
+@pytest.mark.parametrize(("name", "make", "why"), EDGE_OF_FLOAT32[:5])
+def test_the_same_values_are_accepted_in_float64(x64, name, make, why):
+    make()

@@ -1,0 +1,131 @@
+"""Every flag of every subcommand, given malformed values generated from the kind of value it takes:
+each is refused before any training with exit status 2 and one line on stderr, never a traceback.
+Also the environment's faults: a damaged compilation cache and a backend that cannot start."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jaxopt_lab import cli
+
+NOT_A_NUMBER = ["", " ", "abc", "1,5", "1.5.2", "0x1g", "nan", "inf", "-inf", "1e400", "--"]
+NOT_AN_INTEGER = ["", "abc", "1.5", "1e3", "0x10", "nan", "2**64"]
+BAD_VALUES = {  # the validator a flag uses -> values it must refuse
+    cli.positive_float: [*NOT_A_NUMBER, "0", "-1", "-1e-300", "1e-60", "1e39", "5e-46"],
+    cli.nonnegative_float: [*NOT_A_NUMBER, "-1", "-1e-300", "1e39"],
+    cli.unit_interval: [*NOT_A_NUMBER, "1", "1.0000001", "-0.1", "0.99999999999", "2"],
+    cli.positive_int: [*NOT_AN_INTEGER, "0", "-1", str(2**31), str(2**63), str(2**64)],
+    cli.nonnegative_int: [*NOT_AN_INTEGER, "-1", str(2**31), str(2**64)],
+    cli.seed_int: [*NOT_AN_INTEGER, "-1", str(2**32), str(2**63), str(2**64)],
+    cli.host_port: ["", "host", ":80", "h:0", "h:65536", "h:port", "h:-1"],
+}
+
+
+def _cases():
+    """``(id, argv)`` for every flag of every subcommand and each value it must refuse."""
+    blocker = Path(__file__)  # an existing file: no folder can be made there
+    parser = cli.build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for command, sub in subparsers.choices.items():
+        for action in sub._actions:
+            if not action.option_strings or action.nargs == 0:
+                continue  # --help and on/off switches take no value
+            flag = action.option_strings[0]
+            if action.choices is not None:
+                bad = ["", "sgd", "ADAM", "none ", "1"]
+            elif action.type is cli.output_dir:
+                bad = [str(blocker), str(blocker / "below-a-file")]
+            else:
+                bad = BAD_VALUES[action.type]
+            for value in bad:
+                # With nargs="+" the bad value follows a good one: one bad element is enough.
+                good = [] if action.nargs != "+" else [str(action.default[0])]
+                yield pytest.param([command, flag, *good, value], id=f"{command} {flag} {value!r}")
+
+
+CASES = list(_cases())
+
+
+def test_every_flag_of_every_subcommand_is_covered():
+    covered = {(argv[0], argv[1]) for (argv,) in (c.values for c in CASES)}
+    parser = cli.build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    expected = {
+        (command, action.option_strings[0])
+        for command, sub in subparsers.choices.items()
+        for action in sub._actions
+        if action.option_strings and action.nargs != 0
+    }
+    assert covered == expected
+    assert len(CASES) > 300
+
+
+@pytest.mark.parametrize("argv", CASES)
+def test_a_malformed_value_is_one_line_and_exit_2(argv, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert "error" in lines[0]
+
+
+def _run(*argv: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lab.cli", *argv], env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_sample_through_real_processes(tmp_path):
+    sample = CASES[:: max(1, len(CASES) // 12)]
+    procs = [_run(*case.values[0]) for case in sample]
+    for case, proc in zip(sample, procs, strict=True):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (case.id, err)
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, case.id
+
+
+def test_a_backend_that_cannot_start_is_one_line(tmp_path):
+    procs = [
+        _run(*argv, env={"JAX_PLATFORMS": "cuda"})
+        for argv in (
+            ["train", "--epochs", "5"],
+            ["compare"],
+            ["sweep", "--epochs", "5"],
+            ["paths", "--out", str(tmp_path)],
+        )  # fmt: skip
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2
+        (line,) = err.strip().splitlines()
+        assert line.startswith("jaxopt-lab: error: JAX could not start its backend")
+
+
+def test_a_damaged_compilation_cache_entry_is_one_line_and_replaced(tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path), "JAXOPT_LAB_NO_CACHE": ""}
+    argv = ["train", "--epochs", "5", "--no-progress"]
+    first = _run(*argv, env=env)
+    assert first.communicate(timeout=120) and first.returncode == 0
+    entries = sorted((tmp_path / "jaxopt_lab" / "jax").glob("*-cache"))
+    assert entries
+    for entry in entries:
+        entry.write_bytes(b"\x00damaged" * 10)
+    second = _run(*argv, env=env)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0 and "Accuracy:" in out
+    lines = err.strip().splitlines()
+    assert len(lines) == len(entries)
+    assert all(
+        line.startswith("jaxopt-lab: removed a damaged compilation-cache entry") for line in lines
+    )
+    third = _run(*argv, env=env)  # rewritten by the second run: nothing to say any more
+    out, err = third.communicate(timeout=120)
+    assert third.returncode == 0 and err.strip() == ""
