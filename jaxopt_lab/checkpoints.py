@@ -192,6 +192,10 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _epoch_of(path: Path) -> int:
+    return int(CHECKPOINT_NAME.fullmatch(path.name).group(1))
+
+
 class Checkpointer:
     """Atomic, checksummed checkpoints of a run's :class:`TrainState` in one folder.
 
@@ -233,7 +237,7 @@ class Checkpointer:
         found = [
             p for p in self.directory.iterdir() if CHECKPOINT_NAME.fullmatch(p.name) and p.is_file()
         ]
-        return sorted(found, key=lambda p: int(CHECKPOINT_NAME.fullmatch(p.name).group(1)))
+        return sorted(found, key=_epoch_of)
 
     def save(self, state: TrainState) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -256,7 +260,10 @@ class Checkpointer:
             Path(tmp).unlink(missing_ok=True)
             raise
         _fsync_directory(self.directory)
-        for old in self.paths()[: -self.keep]:
+        # Prune only up to this save: a file named as a later epoch (renamed, or left by someone
+        # else) must neither push the checkpoint just written out nor be deleted by this run.
+        older = [p for p in self.paths() if _epoch_of(p) <= state.epoch]
+        for old in older[: -self.keep]:
             old.unlink(missing_ok=True)
         return final
 

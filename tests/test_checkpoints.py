@@ -234,6 +234,11 @@ def test_stray_files_are_ignored_and_a_name_cannot_shadow_newer_work(tmp_path, t
     ckpt.save(state)  # keeps 3: only files named exactly as checkpoints are ever removed
     assert (tmp_path / "ckpt_000000090.npz.bak").exists() and (tmp_path / "ckpt_1.npz").exists()
     assert (tmp_path / "ckpt_000000099.npz").is_dir()
+    # Keeping one: the later-named stray neither pushes out the save just made nor is deleted.
+    one = checkpoints.Checkpointer(tmp_path, every=10, config={"lr": 0.01}, keep=1)
+    saved = one.save(state)
+    assert saved.exists() and (tmp_path / "ckpt_000000080.npz").exists()
+    assert not (tmp_path / "ckpt_000000020.npz").exists()
 
 
 def test_a_checkpoint_of_another_run_is_skipped_for_this_run_s_own(tmp_path, three_checkpoints):
