@@ -72,34 +72,26 @@ def unit_interval(text: str) -> float:
     return value
 
 
+def _bounded_int(text: str, low: int, high: int) -> int:
+    value = _integer(text)
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"must be an integer in [{low}, {high}], got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer in [1, 2**31 - 1] (epochs, batch sizes, intervals: int32 inside the programs)."""
-    value = _integer(text)
-    if not 1 <= value <= train.MAX_EPOCHS:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer in [1, {train.MAX_EPOCHS}], got {text!r}"
-        )
-    return value
+    return _bounded_int(text, 1, train.MAX_EPOCHS)
 
 
 def nonnegative_int(text: str) -> int:
     """An integer in [0, 2**31 - 1] (ranks)."""
-    value = _integer(text)
-    if not 0 <= value <= train.MAX_EPOCHS:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer in [0, {train.MAX_EPOCHS}], got {text!r}"
-        )
-    return value
+    return _bounded_int(text, 0, train.MAX_EPOCHS)
 
 
 def seed_int(text: str) -> int:
     """A seed in [0, 2**32 - 1]: float32 JAX keys keep 32 bits, so a larger seed would collide."""
-    value = _integer(text)
-    if not 0 <= value <= train.MAX_SEED:
-        raise argparse.ArgumentTypeError(
-            f"must be an integer in [0, {train.MAX_SEED}], got {text!r}"
-        )
-    return value
+    return _bounded_int(text, 0, train.MAX_SEED)
 
 
 def host_port(text: str) -> str:

@@ -16,13 +16,6 @@ LAYERS = [2, 5, 2, 1]
 X, Y = data.load_moons()
 
 
-def assert_trees_equal(a, b):
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(leaves_a) == len(leaves_b)
-    for x, y in zip(leaves_a, leaves_b, strict=True):
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-
-
 # ---------------------------------------------------------------------------------------------
 # Refusals: each bad input raises ValueError naming the argument.
 # ---------------------------------------------------------------------------------------------
