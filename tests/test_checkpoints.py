@@ -345,14 +345,20 @@ def test_unwritable_folders_are_refused_before_training(tmp_path):
 
 
 def test_a_write_fault_at_the_end_is_one_line_and_the_checkpoints_stay_intact(tmp_path):
-    import resource
-
-    def small_files():  # result.json (1000 costs) is larger than this; checkpoints are not
-        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))
-
     folder, out = tmp_path / "ckpt", tmp_path / "out"
-    proc = _cli("train", "--epochs", "2000", "--checkpoint-dir", str(folder), "--out", str(out),
-                preexec_fn=small_files)  # fmt: skip
+    # The limit is set in the child before it becomes the command (no preexec_fn: this process
+    # runs JAX's threads, and a fork from it may deadlock). result.json (1000 costs) is larger
+    # than 16 kB; checkpoints are not.
+    limited = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000)); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'jaxopt_lab.cli', *sys.argv[1:]])"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", limited, "train", "--epochs", "2000", "--checkpoint-dir",
+         str(folder), "--out", str(out), "--no-progress"],
+        env={**os.environ, "JAXOPT_LAB_NO_CACHE": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     (line,) = err.strip().splitlines()
