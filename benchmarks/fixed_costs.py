@@ -13,7 +13,9 @@ in this process (float64, 5000 epochs each), so the ratios are what to read on a
   and without ``--out``;
 - ``jaxopt-lab sweep`` of 256 configurations (16 learning rates x 4 beta1 x 4 beta2, Adam) for 1000
   epochs, with and without ``--out``, and its steady-state rate from the difference with a
-  20,000-epoch run (config-steps: configurations x mini-batch updates, 5 per epoch).
+  20,000-epoch run (config-steps: configurations x mini-batch updates, 5 per epoch);
+- where a warm ``compare`` and a warm ``sweep`` spend their time (imports, tracing, lowering, reading
+  the compiled programs from the cache, the rest), which bounds what cutting can still win.
 """
 
 from __future__ import annotations
@@ -95,6 +97,33 @@ PHASES = textwrap.dedent(
 )
 
 
+# The command in a child that times its own phases. Events of threads that run at once add up.
+COMMAND_PHASES = textwrap.dedent(
+    """
+    import json, sys, time
+    start = time.perf_counter()
+    import jax
+    events = {}
+    def record(event, duration, **kwargs):
+        events[event] = events.get(event, 0.0) + duration
+    jax.monitoring.register_event_duration_secs_listener(record)
+    from jaxopt_lab import cli
+    imported = time.perf_counter()
+    status = cli.main(sys.argv[1:])
+    total = time.perf_counter() - start
+    name = "/jax/core/compile/"
+    print(json.dumps({
+        "status": status, "import_s": imported - start,
+        "trace_s": events.get(name + "jaxpr_trace_duration", 0.0),
+        "lower_s": events.get(name + "jaxpr_to_mlir_module_duration", 0.0),
+        "cache_read_s": events.get("/jax/compilation_cache/cache_retrieval_time_sec", 0.0),
+        "xla_compile_s": events.get(name + "backend_compile_duration", 0.0),
+        "total_s": total,
+    }))
+    """
+)
+
+
 def numpy_seconds(num_epochs: int) -> tuple[float, list[float]]:
     """Seconds for the NumPy loop to train the seven runs, and their final costs."""
     X, Y = data.load_moons()
@@ -150,6 +179,26 @@ def phases(repeats: int) -> dict:
     return result
 
 
+def command_phases(argv: list[str], cache_home: Path, repeats: int) -> dict:
+    """Median of each phase of a ``jaxopt-lab`` process (clocks in the child) over ``repeats``."""
+    runs = []
+    for _ in range(repeats):
+        done = subprocess.run(
+            [sys.executable, "-c", COMMAND_PHASES, *argv], env=_env(cache_home), check=True,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        run = json.loads(done.stdout.strip().splitlines()[-1])
+        if run.pop("status") != 0:
+            raise RuntimeError(f"{argv} failed: {done.stderr}")
+        runs.append(run)
+    result = {key: median(run[key] for run in runs) for key in runs[0]}
+    # JAX's backend-compile event spans a cache hit too (reading and loading the executable)
+    result["rest_s"] = result["total_s"] - sum(
+        result[key] for key in ("import_s", "trace_s", "lower_s", "xla_compile_s")
+    )
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "out")
@@ -174,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
             row(f"`jaxopt-lab compare --x64{label}`, empty cache", command_seconds(argv_, cache))
             warm = median(command_seconds(argv_, cache) for _ in range(args.repeats))
             row(f"`jaxopt-lab compare --x64{label}`, warm cache", warm)
+            if not extra:
+                warm_phases = {"compare": command_phases(argv_, cache, args.repeats)}
         jax_finals = [
             r["final_cost"] for r in json.loads((tmp / "compare" / "compare.json").read_text())
         ]
@@ -189,6 +240,8 @@ def main(argv: list[str] | None = None) -> dict:
             rate = SWEEP_CONFIGS * epochs * STEPS_PER_EPOCH / seconds
             row(label, seconds, config_steps_per_s=rate)
             sweeps[(epochs, bool(extra))] = seconds
+            if (epochs, extra) == (1000, []):
+                warm_phases["sweep"] = command_phases(argv_, cache, args.repeats)
     for r in rows[1:]:
         r["x_numpy"] = (
             numpy_s / r["seconds"] if r["what"].startswith("`jaxopt-lab compare") else None
@@ -217,6 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "cpu_count": os.cpu_count(),
         "phases": profile,
+        "warm_command_phases": warm_phases,
         "rows": rows,
         "goals": goals,
         "numpy_final_costs": numpy_finals,
@@ -243,6 +297,22 @@ def markdown(result: dict) -> str:
         ("second_fit_s", "second `fit` (no compile: training alone)"),
     ):
         lines.append(f"| {what} | {p[key]:.3f} |")
+    w = result["warm_command_phases"]
+    lines += [
+        "",
+        "| phase of a warm command | `compare --x64` | `sweep` 256 x 1000 |",
+        "|---|---:|---:|",
+    ]
+    for key, what in (
+        ("import_s", "interpreter start + `import jaxopt_lab.cli`"),
+        ("trace_s", "tracing (to find the programs in the cache)"),
+        ("lower_s", "lowering to StableHLO (the cache key)"),
+        ("xla_compile_s", "getting the executables: cache hit or XLA compilation"),
+        ("cache_read_s", "&nbsp;&nbsp;of which reading the cache files"),
+        ("rest_s", "the rest: training, host work, printing"),
+        ("total_s", "total (clocks in the process)"),
+    ):
+        lines.append(f"| {what} | {w['compare'][key]:.3f} | {w['sweep'][key]:.3f} |")
     lines += [
         "",
         "| what a user runs | seconds | x NumPy | config-steps/s |",
