@@ -64,9 +64,26 @@ GOALS = {  # issue 10's targets: (target, "at most" or "at least")
     "sweep_steady_config_steps_per_s": (2.0e6, "at least"),
 }
 
+# Shared by the child scripts below: JAX's compile events, added up (over threads that run at once
+# too), from the point where this is pasted.
+COMPILE_EVENTS = """
+events = {}
+def record(event, duration, **kwargs):
+    events[event] = events.get(event, 0.0) + duration
+jax.monitoring.register_event_duration_secs_listener(record)
+def compile_times():
+    name = "/jax/core/compile/"
+    return {
+        "trace_s": events.get(name + "jaxpr_trace_duration", 0.0),
+        "lower_s": events.get(name + "jaxpr_to_mlir_module_duration", 0.0),
+        "xla_compile_s": events.get(name + "backend_compile_duration", 0.0),
+    }
+"""
+
 # A child that reports its own phases: clocks in the child, so no pipe or start-up cost hides.
-PHASES = textwrap.dedent(
-    """
+PHASES = (
+    textwrap.dedent(
+        """
     import json, sys, time
     start = time.perf_counter()
     import jax
@@ -74,10 +91,11 @@ PHASES = textwrap.dedent(
     imported = time.perf_counter()
     jax.devices()
     backend = time.perf_counter()
-    events = {}
-    def record(event, duration, **kwargs):
-        events[event] = events.get(event, 0.0) + duration
-    jax.monitoring.register_event_duration_secs_listener(record)
+    """
+    )
+    + COMPILE_EVENTS
+    + textwrap.dedent(
+        """
     X, Y = data.load_moons()
     t = time.perf_counter()
     train.fit(X, Y, [2, 5, 2, 1], optimizers.adam(0.0007), num_epochs=5000)
@@ -85,42 +103,37 @@ PHASES = textwrap.dedent(
     t = time.perf_counter()
     train.fit(X, Y, [2, 5, 2, 1], optimizers.adam(0.0007), num_epochs=5000)
     second_fit = time.perf_counter() - t
-    name = "/jax/core/compile/"
     print(json.dumps({
         "import_s": imported - start, "backend_start_s": backend - imported,
-        "first_fit_s": first_fit, "second_fit_s": second_fit,
-        "trace_s": events.get(name + "jaxpr_trace_duration", 0.0),
-        "lower_s": events.get(name + "jaxpr_to_mlir_module_duration", 0.0),
-        "xla_compile_s": events.get(name + "backend_compile_duration", 0.0),
+        "first_fit_s": first_fit, "second_fit_s": second_fit, **compile_times(),
     }))
     """
+    )
 )
 
-
-# The command in a child that times its own phases. Events of threads that run at once add up.
-COMMAND_PHASES = textwrap.dedent(
-    """
+# The command in a child that times its own phases.
+COMMAND_PHASES = (
+    textwrap.dedent(
+        """
     import json, sys, time
     start = time.perf_counter()
     import jax
-    events = {}
-    def record(event, duration, **kwargs):
-        events[event] = events.get(event, 0.0) + duration
-    jax.monitoring.register_event_duration_secs_listener(record)
+    """
+    )
+    + COMPILE_EVENTS
+    + textwrap.dedent(
+        """
     from jaxopt_lab import cli
     imported = time.perf_counter()
     status = cli.main(sys.argv[1:])
     total = time.perf_counter() - start
-    name = "/jax/core/compile/"
     print(json.dumps({
-        "status": status, "import_s": imported - start,
-        "trace_s": events.get(name + "jaxpr_trace_duration", 0.0),
-        "lower_s": events.get(name + "jaxpr_to_mlir_module_duration", 0.0),
+        "status": status, "import_s": imported - start, **compile_times(),
         "cache_read_s": events.get("/jax/compilation_cache/cache_retrieval_time_sec", 0.0),
-        "xla_compile_s": events.get(name + "backend_compile_duration", 0.0),
         "total_s": total,
     }))
     """
+    )
 )
 
 
@@ -215,6 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
     row("NumPy course loop, seven runs (in process)", numpy_s)
     print("phases of a fresh process ...", flush=True)
     profile = phases(args.repeats)
+    warm_phases = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for label, extra in (("", []), (" --out", ["--out", str(tmp / "compare")])):
@@ -224,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
             warm = median(command_seconds(argv_, cache) for _ in range(args.repeats))
             row(f"`jaxopt-lab compare --x64{label}`, warm cache", warm)
             if not extra:
-                warm_phases = {"compare": command_phases(argv_, cache, args.repeats)}
+                warm_phases["compare"] = command_phases(argv_, cache, args.repeats)
         jax_finals = [
             r["final_cost"] for r in json.loads((tmp / "compare" / "compare.json").read_text())
         ]

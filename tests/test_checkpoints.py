@@ -270,10 +270,13 @@ def test_config_is_normalised_once_and_refused_when_not_serialisable(tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def _cli(*argv: str, env_extra=None, **kwargs) -> subprocess.Popen:
+def _cli(*argv: str, env_extra=None, launcher: str | None = None, **kwargs) -> subprocess.Popen:
+    """``jaxopt-lab argv`` in a child; a ``launcher`` (Python source run with ``-c``, which must
+    exec the command with the arguments it is given) prepares the child first."""
     env = {**os.environ, "JAXOPT_LAB_NO_CACHE": "1", **(env_extra or {})}
+    start = ["-m", "jaxopt_lab.cli"] if launcher is None else ["-c", launcher]
     return subprocess.Popen(
-        [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--no-progress"], env=env,
+        [sys.executable, *start, *argv, "--no-progress"], env=env,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs,
     )  # fmt: skip
 
@@ -353,12 +356,8 @@ def test_a_write_fault_at_the_end_is_one_line_and_the_checkpoints_stay_intact(tm
         "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000)); "
         "os.execv(sys.executable, [sys.executable, '-m', 'jaxopt_lab.cli', *sys.argv[1:]])"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", limited, "train", "--epochs", "2000", "--checkpoint-dir",
-         str(folder), "--out", str(out), "--no-progress"],
-        env={**os.environ, "JAXOPT_LAB_NO_CACHE": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = _cli("train", "--epochs", "2000", "--checkpoint-dir", str(folder), "--out", str(out),
+                launcher=limited)  # fmt: skip
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     (line,) = err.strip().splitlines()
