@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import time
 from collections.abc import Callable
 
@@ -283,16 +282,13 @@ def sweep_learning_rates(learning_rate: float, n_configs: int) -> np.ndarray:
 def make_sweep(work: Work, n_configs: int) -> Runner:
     """``n_configs`` Adam runs differing in learning rate, trained as one vmapped program.
 
-    Uses :func:`jaxopt_lab.sweep.sweep` (JAX-seeded shuffles, seed 0) where that module exists;
-    otherwise :func:`train.run_chunk` vmapped directly over Adam's traced numbers with the course's
-    shuffles. The first call is the warm-up; its compile time is read from ``train.compile_clock``.
-    ``run()`` returns the final cost of every configuration.
+    Uses :func:`jaxopt_lab.sweep.sweep` (JAX-seeded shuffles, seed 0). The first call is the
+    warm-up; its compile time is read from ``train.compile_clock``. ``run()`` returns the final
+    cost of every configuration.
     """
+    from jaxopt_lab import sweep
+
     rates = [float(rate) for rate in sweep_learning_rates(work.learning_rate, n_configs)]
-    try:
-        from jaxopt_lab import sweep
-    except ImportError:
-        return _make_vmapped_chunk(work, rates)
 
     def run() -> np.ndarray:
         rows = sweep.sweep(
@@ -305,30 +301,3 @@ def make_sweep(work: Work, n_configs: int) -> Runner:
     run()
     name = f"sweep.sweep, {n_configs} configs"
     return Runner(name, jax_dtype_name(), train.compile_clock.seconds - clock, run)
-
-
-def _make_vmapped_chunk(work: Work, rates: list[float]) -> Runner:
-    dtype = jnp.result_type(float)
-    splits = [train.split_optimizer(optimizers.adam(rate)) for rate in rates]
-    static = splits[0][1]
-    numbers = [jnp.asarray(column, dtype) for column in zip(*(s[0] for s in splits), strict=True)]
-    start = train.init_state(list(work.layers_dims), optimizers.adam(work.learning_rate))
-    XY = jnp.concatenate([jnp.asarray(work.X, dtype), jnp.asarray(work.Y, dtype)])
-    perms = data.course_permutations(XY.shape[1], 0, work.num_epochs)
-    chunk = functools.partial(
-        train.run_chunk, static=static, mini_batch_size=work.mini_batch_size,
-        length=work.num_epochs,
-    )  # fmt: skip
-    batched = jax.jit(jax.vmap(chunk, in_axes=(None, None, 0, None, None, None, None, None)))
-    args = (start.params, start.opt_state, numbers, XY, perms, None, 0, work.num_epochs)
-
-    clock = time.perf_counter()
-    compiled = batched.lower(*args).compile()
-    compile_seconds = time.perf_counter() - clock
-
-    def run() -> np.ndarray:
-        _, _, costs = compiled(*args)
-        return np.asarray(costs[:, -1])
-
-    name = f"vmapped run_chunk, {len(rates)} configs"
-    return Runner(name, jax_dtype_name(), compile_seconds, run)

@@ -1,14 +1,13 @@
-"""Checkpoints, the folder lock and interrupts of a training run: all act at ``fit``'s chunk
-boundaries, so the state they see or save is always consistent.
+"""Checkpoints of a training run and the lock on their folder; both act at ``fit``'s chunk
+boundaries, so the state they save or restore is always consistent.
 
 - :class:`Checkpointer` writes a run's :class:`train.TrainState` atomically into a folder, each file
   with a checksum, and restores the newest intact one of *this* run, skipping damaged files, files
   of other runs and anything that is not exactly a checkpoint's name.
 - :class:`FolderLock` makes one run the owner of its checkpoint folder; a second run is refused with
   the holder's pid and host, and never touches the first one's files.
-- :class:`DeferredInterrupt` turns SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``timeout``, docker, SLURM,
-  a closed terminal) into a request that the running chunk honours when it finishes.
-- :func:`ensure_writable_dir` checks a folder before any training starts.
+
+``runs.train_run`` puts them together with signals into a resumable run.
 """
 
 from __future__ import annotations
@@ -19,11 +18,8 @@ import hashlib
 import json
 import os
 import re
-import signal
 import socket
 import sys
-import tempfile
-import threading
 import zipfile
 from pathlib import Path
 
@@ -31,66 +27,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab.train import TrainState, check_positive_int
+from jaxopt_lab import runtime
+from jaxopt_lab.settings import InvalidValue, check
+from jaxopt_lab.train import TrainState
 
 CHECKPOINT_PREFIX = "ckpt_"
 CHECKPOINT_NAME = re.compile(
     r"ckpt_(\d{9,10})\.npz"
 )  # exactly what :meth:`Checkpointer.save` writes
 LOCK_NAME = ".lock"
-SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class TrainingInterrupted(Exception):
-    """A signal arrived; ``state`` is where the run stood at the chunk boundary after it."""
-
-    def __init__(self, state: TrainState | None, signum: int = signal.SIGINT):
-        epoch = "?" if state is None else state.epoch
-        super().__init__(f"{signal.Signals(signum).name} at epoch {epoch}")
-        self.state = state
-        self.signum = signum
-
-    @property
-    def exit_status(self) -> int:
-        """The shell's convention for a run ended by this signal: 128 + its number."""
-        return 128 + self.signum
-
-
-class DeferredInterrupt:
-    """Turn SIGINT, SIGTERM and SIGHUP into a request honoured at the next chunk boundary.
-
-    Use as a context manager around training and call :meth:`check` in ``on_chunk``: the compiled
-    chunk finishes, the state is consistent, and :class:`TrainingInterrupted` carries it out with
-    the signal's number. Outside the main thread (where handlers cannot be set) it does nothing.
-    """
-
-    def __init__(self):
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
-
-    @property
-    def requested(self) -> bool:
-        return self.signum is not None
-
-    def _handle(self, signum, frame):
-        del frame
-        if self.signum is None:  # the first signal decides the exit status
-            self.signum = signum
-
-    def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            for signum in SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous = {}
-
-    def check(self, state: TrainState | None = None) -> None:
-        if self.signum is not None:
-            raise TrainingInterrupted(state, self.signum)
 
 
 class FolderLockedError(RuntimeError):
@@ -136,24 +81,6 @@ class FolderLock:
         self.release()
 
 
-def ensure_writable_dir(directory) -> Path:
-    """Create ``directory`` if needed and prove it takes a file (written, synced and removed).
-
-    Raises:
-      OSError: with the folder in ``filename``, e.g. not a folder, no permission, read-only, full.
-    """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
-    try:
-        os.write(fd, b"jaxopt_lab")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-        os.unlink(probe)
-    return directory
-
-
 def normalise_config(config: dict) -> dict:
     """``config`` as it reads back from JSON (tuples as lists, NumPy scalars as Python numbers,
     keys as strings), so a saved config compares equal to the one that saved it.
@@ -179,17 +106,6 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(arrays[name]).tobytes())
     return digest.hexdigest()
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open a directory; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _epoch_of(path: Path) -> int:
@@ -218,8 +134,9 @@ class Checkpointer:
     """
 
     def __init__(self, directory, every: int, config: dict, keep: int = 2):
-        check_positive_int("checkpoint_every", every)
-        check_positive_int("keep", keep)
+        check("checkpoint_every", every)
+        if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
+            raise InvalidValue("keep", f"must be an integer >= 1, got {keep!r}")
         self.directory = Path(directory)
         self.every = every
         self.config = normalise_config(config)
@@ -249,17 +166,7 @@ class Checkpointer:
             "sha256": _checksum(arrays),
         }  # fmt: skip
         final = self.directory / f"{CHECKPOINT_PREFIX}{state.epoch:09d}.npz"
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, meta=json.dumps(meta), **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _fsync_directory(self.directory)
+        runtime.atomic_write(final, lambda f: np.savez(f, meta=json.dumps(meta), **arrays))
         # Prune only up to this save: a file named as a later epoch (renamed, or left by someone
         # else) must neither push the checkpoint just written out nor be deleted by this run.
         older = [p for p in self.paths() if _epoch_of(p) <= state.epoch]

@@ -15,6 +15,7 @@ import optax
 
 from jaxopt_lab import data, optimizers, schedules, train
 from jaxopt_lab import model as net
+from jaxopt_lab.settings import InvalidValue, check, factory_arguments
 
 update_lr = schedules.update_lr
 schedule_lr_decay = schedules.schedule_lr_decay
@@ -46,13 +47,12 @@ def random_mini_batches(X, Y, mini_batch_size: int = 64, seed: int = 0) -> list[
     """
     X, Y = np.asarray(X), np.asarray(Y)
     if X.ndim != 2 or X.shape[1] == 0:
-        raise ValueError(f"X must be 2-D (n_x, m) with m >= 1 examples as columns, got {X.shape}")
+        raise InvalidValue("X", f"must be 2-D (n_x, m) with m >= 1 examples as columns, got {X.shape}")
     m = X.shape[1]
     if Y.size != m:
-        raise ValueError(f"Y must hold one label per column of X ({m}), got shape {Y.shape}")
-    train.check_positive_int("mini_batch_size", mini_batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32 - 1], got {seed!r}")
+        raise InvalidValue("Y", f"must hold one label per column of X ({m}), got shape {Y.shape}")
+    check("mini_batch_size", mini_batch_size)
+    check("seeds", seed, name="seed")  # any NumPy seed: [0, 2**32 - 1]
     perm = data.course_permutation(m, seed)
     shuffled_X, shuffled_Y = X[:, perm], Y[:, perm].reshape(1, m)
     batches, start = [], 0
@@ -122,14 +122,14 @@ def update_parameters_with_adam(
     return parameters, v, s, v_corrected, s_corrected
 
 
-def _course_optimizer(name, learning_rate, beta, beta1, beta2, epsilon):
-    if name == "gd":
-        return optimizers.gd(learning_rate)
-    if name == "momentum":
-        return optimizers.momentum(learning_rate, beta)
-    if name == "adam":
-        return optimizers.adam(learning_rate, beta1, beta2, epsilon)
-    raise ValueError(f"optimizer must be 'gd', 'momentum' or 'adam', got {name!r}")
+COURSE_OPTIMIZERS = ("gd", "momentum", "adam")  # the assignment's; RMSprop is not among them
+
+
+def _course_optimizer(name, learning_rate, **settings):
+    if name not in COURSE_OPTIMIZERS:
+        raise InvalidValue("optimizer", f"must be 'gd', 'momentum' or 'adam', got {name!r}")
+    factory = optimizers.OPTIMIZERS[name]
+    return factory(learning_rate, **factory_arguments(factory, settings))
 
 
 def decay_table(decay: Callable, learning_rate0: float, decay_rate: float, num_epochs: int):
@@ -169,7 +169,7 @@ def model(
         table = decay_table(decay, learning_rate, decay_rate, num_epochs + 1)
         steps_per_epoch = len(data.batch_sizes(m, mini_batch_size))
         lr = schedules.per_step(schedules.epoch_table(table[:num_epochs]), steps_per_epoch)
-    opt = _course_optimizer(optimizer, lr, beta, beta1, beta2, epsilon)
+    opt = _course_optimizer(optimizer, lr, beta=beta, beta1=beta1, beta2=beta2, epsilon=epsilon)
 
     printed = 0
 

@@ -1,8 +1,8 @@
 """Several processes as one sweep: joining them with ``jax.distributed``, and ending cleanly when one
 of them is lost.
 
-A multi-process ``jaxopt-lab sweep`` runs in each process as a small supervisor around a worker
-(the same command, run again as a child). The worker joins the others through JAX's coordination
+A multi-process sweep runs in each process as a small supervisor around a worker (the command
+that asked for it, run again as a child: :func:`supervise`). The worker joins the others through JAX's coordination
 service (gloo collectives on CPU hosts), trains its share of the runs and checks at every chunk
 boundary that its peers are still alive. The supervisor exists because of what JAX does when the
 *coordinator* (process 0) disappears: its C++ runtime aborts the survivors with a native stack trace
@@ -18,7 +18,11 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
+
+from jaxopt_lab import runtime
+from jaxopt_lab.settings import InvalidValue
 
 WORKER_ENV = "JAXOPT_LAB_DISTRIBUTED_WORKER"  # set in the worker child of a supervisor
 DEFAULT_PEER_TIMEOUT = 60  # seconds without a heartbeat before a process counts as lost
@@ -33,6 +37,21 @@ class ProcessGroup(NamedTuple):
     num_processes: int | None
     process_id: int | None
 
+    def check(self) -> ProcessGroup:
+        """Refuse a partial group or a rank past the count (:class:`InvalidValue`)."""
+        given = [value is not None for value in self]
+        if any(given) and not all(given):
+            raise InvalidValue(
+                "coordinator", ", {num_processes} and {process_id} go together",
+                mentions=("num_processes", "process_id"),
+            )  # fmt: skip
+        if self.process_id is not None and self.process_id >= self.num_processes:
+            raise InvalidValue(
+                "process_id", f"{self.process_id} must be below {{num_processes}} {self.num_processes}",
+                mentions=("num_processes",),
+            )  # fmt: skip
+        return self
+
 
 class DistributedError(RuntimeError):
     """Joining failed, or a peer was lost: the message is one line for the user."""
@@ -45,6 +64,11 @@ def cluster_size_from_environment() -> int:
     if not size and "SLURM_JOB_ID" in os.environ:
         size = os.environ.get("SLURM_NTASKS") or os.environ.get("SLURM_NPROCS") or ""
     return int(size) if size.isdigit() and int(size) > 1 else 1
+
+
+def is_worker() -> bool:
+    """Whether this process is the worker child of a :func:`supervise`."""
+    return bool(os.environ.get(WORKER_ENV))
 
 
 def wanted(group: ProcessGroup) -> bool:
@@ -109,35 +133,35 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def supervise(argv: list[str], group: ProcessGroup) -> int:
-    """Run ``jaxopt-lab ARGV`` again as a worker child and report its end; returns the exit status.
+def supervise(
+    command: Sequence[str], group: ProcessGroup, *, own: Callable[[str], bool]
+) -> tuple[int, str | None]:
+    """Run ``command`` (a program and its arguments) as a worker child and report its end.
 
-    The worker's standard output is forwarded without gloo's notices, its standard error keeps only
-    this program's own lines (``jaxopt-lab: ...``). A worker killed by the runtime (the coordinator
-    vanished) or by a signal becomes one line. SIGINT, SIGTERM and SIGHUP are passed on to the
-    worker, which stops at its next chunk boundary.
+    The worker's standard output is forwarded without gloo's notices, its standard error keeps
+    only the lines ``own`` accepts (the command's own messages). SIGINT, SIGTERM and SIGHUP are
+    passed on to the worker, which stops at its next chunk boundary.
+
+    Returns:
+      ``(exit status, why)``: ``why`` is None when the worker ended on its own terms (it said
+      why itself), else one line for a worker killed by the runtime (the coordinator vanished) or
+      by a signal, or one that ended silently.
     """
     env = {**os.environ, WORKER_ENV: "1"}
     child = subprocess.Popen(
-        [sys.executable, "-m", "jaxopt_lab.cli", *argv], env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, preexec_fn=_die_with_parent,
+        list(command), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_die_with_parent,
     )  # fmt: skip
-
-    def forward(signum, frame):
-        del frame
-        child.send_signal(signum)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, forward)
-    out, err = child.communicate()
+    with runtime.forward_signals(child):
+        out, err = child.communicate()
     for line in out.splitlines():
         if not _NATIVE_LOG.match(line):
             print(line)
-    own = [line for line in err.splitlines() if line.startswith("jaxopt-lab")]
-    for line in own:
+    said = [line for line in err.splitlines() if own(line)]
+    for line in said:
         print(line, file=sys.stderr)
-    if child.returncode == 0 or own:
-        return child.returncode
+    if child.returncode == 0 or said:
+        return child.returncode, None
     rank = group.process_id if group.process_id is not None else "?"
     total = group.num_processes or cluster_size_from_environment()
     if child.returncode == -signal.SIGABRT:
@@ -146,6 +170,4 @@ def supervise(argv: list[str], group: ProcessGroup) -> int:
         reason = f"it was killed by {signal.Signals(-child.returncode).name}"
     else:
         reason = f"it exited with status {child.returncode}"
-    print(f"jaxopt-lab: error: process {rank} of {total} of the sweep ended: {reason}",
-          file=sys.stderr)  # fmt: skip
-    return 1
+    return 1, f"process {rank} of {total} of the sweep ended: {reason}"

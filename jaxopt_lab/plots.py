@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import ListedColormap, LogNorm
 from matplotlib.figure import Figure
 
-from jaxopt_lab import model, optimizers
+from jaxopt_lab import model, optimizers, runtime
 
 # Class 0 / class 1: the same two colours for the points and the regions they are predicted in.
 CLASS_COLORS = ("#d1495b", "#2e86ab")
@@ -30,11 +30,8 @@ DPI = 100
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG (creating the parent folder) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
-    return path
+    """Write ``fig`` as a PNG, atomically (creating the parent folder), and return the path."""
+    return runtime.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,45 +1,73 @@
-"""The lesson's named training runs, and fitting several of them while sharing compiled programs.
+"""The lesson's runs as whole things: a run's configuration, a resumable run, the seven course runs
+compared, sweeps of configurations.
 
-A :class:`RunConfig` describes one run as the ``jaxopt-lab train`` flags do; :data:`COURSE_RUNS` are
-the course's seven. :func:`fit_runs` trains a list of them (``jaxopt-lab compare`` and the notebook
-call it) and :func:`compare` turns the seven into the rows of the comparison table.
+- :class:`RunConfig` is one run, with the fields of :data:`settings.RUN_SETTINGS`;
+  :data:`COURSE_RUNS` are the course's seven.
+- :func:`train_run` trains one run from start to end: the folder lock, checkpoints, resuming from
+  the newest intact one, saving when a signal stops it and at the end.
+- :func:`fit_runs` trains several while sharing compiled programs; :func:`compare` turns the seven
+  into the rows of the comparison table.
+- :func:`sweep_runs` trains a grid of configurations over seeds as one program.
+
+Every function here stops at a chunk boundary on SIGINT, SIGTERM or SIGHUP and raises
+:class:`runtime.Stopped` (a run with checkpoints saves first).
 """
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import math
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import optax
 
-from jaxopt_lab import data, model, optimizers, schedules, train
+from jaxopt_lab import checkpoints, data, distributed, model, optimizers, runtime, schedules, train
+from jaxopt_lab.settings import (
+    RUN_SETTINGS,
+    InvalidValue,
+    check,
+    factory_arguments,
+    factory_settings,
+)
 
 LAYERS_DIMS = [2, 5, 2, 1]  # the lesson's network: 2 inputs, ReLU layers of 5 and 2, one sigmoid
 PRINT_EVERY = 1000  # the course prints the cost every 1000 epochs
-DECAYS = ("none", "inverse-time", "fixed-interval")
+
+# ---------------------------------------------------------------------------------------------
+# One run's configuration
+# ---------------------------------------------------------------------------------------------
+
+_RunFields = collections.namedtuple(
+    "_RunFields", [s.name for s in RUN_SETTINGS], defaults=[s.default for s in RUN_SETTINGS]
+)
 
 
-class RunConfig(NamedTuple):
-    """One training run of the lesson, as the flags of ``train`` describe it."""
+class RunConfig(_RunFields):
+    """One training run of the lesson: ``optimizer``, ``learning_rate``, ``epochs``,
+    ``mini_batch_size``, ``beta``, ``beta1``, ``beta2``, ``epsilon``, ``decay``, ``decay_rate``,
+    ``time_interval`` and ``seed``, with the defaults, ranges and meanings of
+    :data:`settings.RUN_SETTINGS` (the flags of ``jaxopt-lab train``)."""
 
-    optimizer: str = "adam"
-    learning_rate: float = 0.0007
-    epochs: int = 5000
-    mini_batch_size: int = 64
-    beta: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    epsilon: float = 1e-8
-    decay: str = "none"
-    decay_rate: float = 1.0
-    time_interval: int = 1000
-    seed: int | None = None
+    __slots__ = ()
+
+    def check(self) -> RunConfig:
+        """Refuse a setting outside its range (in the run's float dtype) or an unknown optimizer
+        or decay, with an :class:`InvalidValue` naming it; returns the config."""
+        if self.optimizer not in optimizers.OPTIMIZERS:
+            names = ", ".join(optimizers.OPTIMIZERS)
+            raise InvalidValue("optimizer", f"must be one of {names}, got {self.optimizer!r}")
+        for name, value in self._asdict().items():
+            if name != "optimizer":
+                check(name, value)
+        return self
 
     def epoch_rule(self) -> schedules.EpochRule | None:
         """The per-epoch learning-rate rule, or None without decay."""
@@ -67,8 +95,9 @@ class RunConfig(NamedTuple):
         steps_per_epoch = len(data.batch_sizes(m, self.mini_batch_size))
         return schedules.per_step(rule, steps_per_epoch, lag=True)
 
-    def make_optimizer(self, m: int, *, shared_structure: bool = False):
-        """The hand-rolled optimizer of this run for ``m`` training examples.
+    def make_optimizer(self, m: int, *, shared_structure: bool = False) -> optax.GradientTransformation:
+        """The hand-rolled optimizer of this run for ``m`` training examples, from the registry
+        ``optimizers.OPTIMIZERS`` with the settings its factory takes.
 
         With ``shared_structure`` the run is built in the form that shares compiled programs with
         the most other runs, computing bit for bit the same numbers: the learning rate is always a
@@ -77,24 +106,23 @@ class RunConfig(NamedTuple):
         two programs (momentum, Adam) instead of six.
         """
         lr = self.learning_rate_schedule(m, shared_structure=shared_structure)
-        if self.optimizer == "gd":
-            return optimizers.momentum(lr, 0.0) if shared_structure else optimizers.gd(lr)
-        if self.optimizer == "momentum":
-            return optimizers.momentum(lr, self.beta)
-        if self.optimizer == "rmsprop":
-            return optimizers.rmsprop(lr, decay=self.beta, eps=self.epsilon)
-        return optimizers.adam(lr, self.beta1, self.beta2, self.epsilon)
+        name, values = self.optimizer, self._asdict()
+        if shared_structure and name == "gd":
+            name, values = "momentum", {**values, "beta": 0.0}
+        factory = optimizers.OPTIMIZERS[name]
+        return factory(lr, **factory_arguments(factory, values))
 
     def learning_rate_after(self, epoch: int) -> float:
         """The rate the course prints after ``epoch`` (the one epoch ``epoch + 1`` trains at)."""
         rule = self.epoch_rule()
         return self.learning_rate if rule is None else float(rule(epoch))
 
-
-def accuracy_of(params: model.Params, X: np.ndarray, Y: np.ndarray) -> float:
-    """The course's accuracy: ``np.mean(predictions == Y)`` as a Python float (float64)."""
-    predictions = np.asarray(model.predict(params, jax.numpy.asarray(X, params["W1"].dtype)))
-    return float(np.mean(predictions == np.asarray(Y)))
+    def identity(self) -> dict:
+        """What makes two runs the same run for a checkpoint: every setting but the epochs (a
+        resumed run may go further than the first one planned), and the float precision."""
+        identity = {**self._asdict(), "float": runtime.environment()["float"]}
+        del identity["epochs"]
+        return identity
 
 
 COURSE_RUNS: tuple[tuple[str, RunConfig], ...] = (
@@ -109,6 +137,150 @@ COURSE_RUNS: tuple[tuple[str, RunConfig], ...] = (
 """The lesson's seven runs: (label, configuration)."""
 
 
+def accuracy_of(params: model.Params, X: np.ndarray, Y: np.ndarray) -> float:
+    """The course's accuracy: ``np.mean(predictions == Y)`` as a Python float (float64)."""
+    predictions = np.asarray(model.predict(params, jax.numpy.asarray(X, params["W1"].dtype)))
+    return float(np.mean(predictions == np.asarray(Y)))
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole run: lock, checkpoints, resume, signals
+# ---------------------------------------------------------------------------------------------
+
+
+class Progress(NamedTuple):
+    """Where a :func:`train_run` stands, given to its ``on_progress``."""
+
+    epoch: int  # epochs done
+    costs: np.ndarray  # shape=(epoch,): the cost of every epoch done
+    skipped: tuple = ()  # (file name, why) of checkpoints passed over on resume; first call only
+
+
+def train_run(
+    config: RunConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int = 1000,
+    resume: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> train.FitResult:
+    """Train one run of the lesson's network on the course's data, from start to end.
+
+    With a ``checkpoint_dir`` the run owns that folder (a second run there is refused while this
+    one lives), saves its state atomically every ``checkpoint_every`` epochs and at the end, and
+    never starts afresh over checkpoints already there: pass ``resume=True`` to continue from the
+    newest intact checkpoint of this configuration (damaged or foreign files are skipped, listed in
+    the first :class:`Progress`), bit for bit the run that was never stopped. On SIGINT, SIGTERM
+    or SIGHUP the run finishes its chunk, saves (with a folder) and raises
+    :class:`runtime.Stopped` carrying the state and the checkpoint's path.
+
+    Args:
+      config: the run (its optimizer is built in the shared-structure form, the same numbers).
+      checkpoint_dir: where checkpoints live; None for none.
+      checkpoint_every: epochs between checkpoints.
+      resume: continue the run saved in ``checkpoint_dir`` up to ``config.epochs``.
+      on_progress: called with a :class:`Progress` once at the start (the epoch resumed from)
+        and after every chunk; chunks end on every multiple of ``checkpoint_every`` and of
+        :data:`PRINT_EVERY`.
+
+    Returns:
+      The run's :class:`train.FitResult`.
+
+    Raises:
+      InvalidValue: a bad setting, an unusable or busy folder, checkpoints that would be
+        overwritten, nothing to resume, or a checkpoint past ``config.epochs``.
+      runtime.Stopped: a signal stopped the run.
+      train.DivergenceError: the cost stopped being finite.
+    """
+    config.check()
+    check("checkpoint_every", checkpoint_every)
+    if resume and checkpoint_dir is None:
+        raise InvalidValue("resume", "needs {checkpoint_dir}", mentions=("checkpoint_dir",))
+    X, Y = data.load_moons()
+    optimizer = config.make_optimizer(X.shape[1], shared_structure=True)
+    with contextlib.ExitStack() as stack:
+        checkpointer = state = None
+        skipped: tuple = ()
+        if checkpoint_dir is not None:
+            stack.enter_context(_own_folder(checkpoint_dir))
+            checkpointer = checkpoints.Checkpointer(checkpoint_dir, checkpoint_every, config.identity())
+            state = _starting_state(checkpointer, config, optimizer, resume)
+            skipped = tuple(checkpointer.skipped)
+        if on_progress is not None:
+            start = (state.epoch, state.costs) if state is not None else (0, np.zeros(0))
+            on_progress(Progress(*start, skipped))
+        stops = stack.enter_context(runtime.deferred_stops())
+
+        def on_chunk(state: train.TrainState) -> None:
+            if on_progress is not None:
+                on_progress(Progress(state.epoch, state.costs))
+            if checkpointer is not None:
+                checkpointer(state)
+            stops.check(state)
+
+        try:
+            result = train.fit(
+                X, Y, LAYERS_DIMS, optimizer, num_epochs=config.epochs,
+                mini_batch_size=config.mini_batch_size, seed=config.seed, state=state,
+                chunk_epochs=math.gcd(checkpoint_every, PRINT_EVERY) if checkpointer else None,
+                on_chunk=on_chunk,
+            )  # fmt: skip
+        except runtime.Stopped as stop:
+            saved = checkpointer.save(stop.state) if checkpointer is not None else None
+            raise runtime.Stopped(stop.signum, stop.state, saved) from None
+        if checkpointer is not None:
+            checkpointer.save(
+                train.TrainState(result.params, result.opt_state, config.epochs, result.costs)
+            )
+        return result
+
+
+@contextlib.contextmanager
+def _own_folder(directory):
+    """Prove ``directory`` takes files and hold its lock for the block."""
+    try:
+        runtime.ensure_writable_dir(directory)
+    except OSError as error:
+        raise InvalidValue("checkpoint_dir", f"{directory}: cannot write there ({error.strerror})") from None
+    try:
+        lock = checkpoints.FolderLock(directory).acquire()
+    except checkpoints.FolderLockedError as error:
+        raise InvalidValue("checkpoint_dir", str(error)) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _starting_state(checkpointer, config: RunConfig, optimizer, resume: bool):
+    """With ``resume``, the newest intact checkpoint of this run; without, None, and only if the
+    folder holds no checkpoint (a fresh start never overwrites a saved run)."""
+    folder = checkpointer.directory
+    if not resume:
+        if checkpointer.paths():
+            raise InvalidValue(
+                "checkpoint_dir",
+                f"{folder} already holds checkpoints: pass {{resume}} to continue that run, or "
+                "choose another folder",
+                mentions=("resume",),
+            )
+        return None
+    try:
+        state = checkpointer.restore(train.init_state(LAYERS_DIMS, optimizer, config.seed))
+    except ValueError as error:
+        raise InvalidValue("resume", f": {error}") from None
+    if state is None:
+        raise InvalidValue("resume", f": no checkpoint to resume from in {folder}")
+    if state.epoch > config.epochs:
+        raise InvalidValue("epochs", f"{config.epochs} is before the checkpoint's epoch {state.epoch}")
+    return state
+
+
+# ---------------------------------------------------------------------------------------------
+# Several runs sharing compiled programs: the course's seven, compared
+# ---------------------------------------------------------------------------------------------
+
+
 def fit_runs(
     configs: Sequence[RunConfig], X, Y, *, on_epochs: Callable[[int], None] | None = None
 ) -> list[tuple[train.FitResult, float]]:
@@ -117,7 +289,8 @@ def fit_runs(
     Every run gets the ``shared_structure`` form of its optimizer, so runs that differ only in
     numbers compile once: the lesson's seven runs compile two programs, not six. The runs of each
     program go one after another in their own thread; XLA releases the GIL while a chunk runs, so
-    on two cores one group traces or compiles while the other trains.
+    on two cores one group traces or compiles while the other trains. Each result's seconds are
+    its own run's (see ``train.FitResult``).
 
     Args:
       configs: the runs.
@@ -167,6 +340,8 @@ def compare(
 ) -> tuple[list[dict], list[train.FitResult]]:
     """Fit labelled runs (default: the course's seven on its data) and describe each as a row.
 
+    A signal stops every run at its next chunk boundary (:class:`runtime.Stopped`).
+
     Returns:
       ``(rows, results)``: per run a dict with ``method``, ``optimizer``, ``decay``,
       ``learning_rate``, ``final_cost``, ``accuracy``, ``seconds`` and ``cost_at_epoch`` (the costs
@@ -175,7 +350,14 @@ def compare(
     if X is None or Y is None:
         X, Y = data.load_moons()
     labels, configs = zip(*runs, strict=True)
-    fitted = fit_runs(configs, X, Y, on_epochs=on_epochs)
+    with runtime.deferred_stops() as stops:
+
+        def each_chunk(epochs: int) -> None:
+            if on_epochs is not None:
+                on_epochs(epochs)
+            stops.check()  # every run stops at its next chunk boundary
+
+        fitted = fit_runs(configs, X, Y, on_epochs=each_chunk)
     rows = [
         {
             "method": label,
@@ -212,12 +394,12 @@ def compare_table(rows: Sequence[dict]) -> str:
 # Sweeps of RunConfigs
 # ---------------------------------------------------------------------------------------------
 
-SWEEP_AXES = {  # the hyperparameters each optimizer uses, in RunConfig's names
-    "gd": (),
-    "momentum": ("beta",),
-    "rmsprop": ("beta", "epsilon"),
-    "adam": ("beta1", "beta2", "epsilon"),
-}
+
+def sweep_axes(optimizer: str) -> tuple[str, ...]:
+    """The settings a sweep of ``optimizer`` varies: its learning rate and the hyperparameters its
+    factory takes (``adam``: ``learning_rate, beta1, beta2, epsilon``)."""
+    factory = optimizers.OPTIMIZERS[optimizer]
+    return ("learning_rate", *(s.name for s in factory_settings(factory)))
 
 
 def sweep_grid(optimizer: str, values: Mapping[str, Sequence[Any]]) -> dict[str, list]:
@@ -225,10 +407,10 @@ def sweep_grid(optimizer: str, values: Mapping[str, Sequence[Any]]) -> dict[str,
     decay, when any value asks for one) with the candidate ``values`` of each, duplicates dropped.
 
     Args:
-      optimizer: a name in :data:`SWEEP_AXES`.
+      optimizer: a name in ``optimizers.OPTIMIZERS``.
       values: candidate values per :class:`RunConfig` field (others are ignored).
     """
-    names = ("learning_rate", *SWEEP_AXES[optimizer])
+    names = sweep_axes(optimizer)
     if any(decay != "none" for decay in values["decay"]):
         names += ("decay", "decay_rate")
     return {name: list(dict.fromkeys(values[name])) for name in names}
@@ -242,6 +424,47 @@ def sweep_factory(base: RunConfig, m: int) -> Callable[..., optax.GradientTransf
         return base._replace(**config).make_optimizer(m, shared_structure=True)
 
     return make_optimizer
+
+
+def sweep_runs(
+    base: RunConfig,
+    values: Mapping[str, Sequence[Any]],
+    seeds: Sequence[int],
+    *,
+    on_epochs: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """A sweep of ``base.optimizer`` over candidate ``values`` of its settings, for every seed.
+
+    The grid is :func:`sweep_grid` of ``values`` (lists per :class:`RunConfig` field); epochs,
+    batch size and interval come from ``base``. Runs on every device of every process
+    (:func:`jaxopt_lab.sweep.sweep`); in a multi-process sweep a lost peer stops this process at
+    the next chunk boundary (:class:`distributed.DistributedError`), and so does a signal
+    (:class:`runtime.Stopped`).
+
+    Returns:
+      The rows of :func:`jaxopt_lab.sweep.sweep`, named by ``RunConfig`` fields, ``optimizer``
+      set to ``base.optimizer``.
+    """
+    from jaxopt_lab import sweep
+
+    X, Y = data.load_moons()
+    grid = sweep_grid(base.optimizer, values)
+    with runtime.deferred_stops() as stops:
+
+        def each_chunk(epoch: int, costs) -> None:
+            del costs
+            if on_epochs is not None:
+                on_epochs(epoch)
+            distributed.check_peers()  # a lost peer ends this process too
+            stops.check()
+
+        rows = sweep.sweep(
+            X, Y, LAYERS_DIMS, sweep_factory(base, X.shape[1]), grid, seeds=seeds,
+            num_epochs=base.epochs, mini_batch_size=base.mini_batch_size, on_chunk=each_chunk,
+        )  # fmt: skip
+    for row in rows:
+        row["optimizer"] = base.optimizer
+    return rows
 
 
 def best_run(rows: Sequence[dict]) -> dict | None:

@@ -11,9 +11,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 
-from jaxopt_lab.optimizers import check_learning_rate, check_number
+from jaxopt_lab.settings import InvalidValue, check, check_learning_rate
 
 EpochRule = Callable[[jax.Array], jax.Array]
 
@@ -39,15 +40,15 @@ def _fixed_interval_rule(learning_rate0, decay_rate, time_interval, epoch):
 def inverse_time(learning_rate: float, decay_rate: float) -> EpochRule:
     """Per-epoch rule ``epoch -> update_lr(learning_rate, epoch, decay_rate)`` (a traceable pytree)."""
     check_learning_rate(learning_rate)
-    check_number("decay_rate", decay_rate, low=0.0)
+    check("decay_rate", decay_rate)
     return Partial(_inverse_time_rule, learning_rate, decay_rate)
 
 
 def fixed_interval(learning_rate: float, decay_rate: float, time_interval: int = 1000) -> EpochRule:
     """Per-epoch rule ``epoch -> schedule_lr_decay(learning_rate, epoch, decay_rate, time_interval)``."""
     check_learning_rate(learning_rate)
-    check_number("decay_rate", decay_rate, low=0.0)
-    check_number("time_interval", time_interval, low=1.0)
+    check("decay_rate", decay_rate)
+    check("time_interval", time_interval)
     return Partial(_fixed_interval_rule, learning_rate, decay_rate, time_interval)
 
 
@@ -82,6 +83,7 @@ def per_step(epoch_rule: EpochRule, steps_per_epoch: int, *, lag: bool = False):
       A schedule (a :class:`jax.tree_util.Partial`, so its numbers are traced, not baked in).
     """
     if not callable(epoch_rule):
-        raise ValueError(f"epoch_rule must be callable (epoch -> lr), got {epoch_rule!r}")
-    check_number("steps_per_epoch", steps_per_epoch, low=1.0)
+        raise InvalidValue("epoch_rule", f"must be callable (epoch -> lr), got {epoch_rule!r}")
+    if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, (int, np.integer)) or steps_per_epoch < 1:
+        raise InvalidValue("steps_per_epoch", f"must be an integer >= 1, got {steps_per_epoch!r}")
     return Partial(_per_step_lagged if lag else _per_step, epoch_rule, steps_per_epoch)

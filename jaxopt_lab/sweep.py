@@ -112,7 +112,7 @@ def _host(x: jax.Array) -> np.ndarray:
     return np.asarray(x)
 
 
-def _initial_states(layers_dims, seeds, settings, numbers, static):
+def _initial_states(layers_dims, seeds, settings, numbers, structure):
     """``fit``'s starting point of every run, shape (seeds, settings, ...).
 
     Parameters depend on the seed only. The optimizer's initial state is taken from the first
@@ -120,7 +120,7 @@ def _initial_states(layers_dims, seeds, settings, numbers, static):
     their hyperparameters). The programs are ``fit``'s own start; the stacking is on the host,
     where it compiles nothing.
     """
-    first = train.join_optimizer([n[0, 0] for n in numbers], static)
+    first = train.join_optimizer([n[0, 0] for n in numbers], structure)
     states = [train.init_state(list(layers_dims), first, seed) for seed in seeds]
     return jax.tree.map(
         lambda *leaves: np.repeat(np.stack([np.asarray(x) for x in leaves])[:, None], settings, 1),
@@ -129,39 +129,36 @@ def _initial_states(layers_dims, seeds, settings, numbers, static):
 
 
 @functools.cache
-def _programs(layers_dims, static, mini_batch_size, length, m, mesh, shard_seeds):
-    """The jitted init, chunk and accuracy programs of one sweep shape, cached across calls."""
+def _programs(program: train.Program, m: int, mesh: Mesh, shard_seeds: bool):
+    """The jitted chunk and accuracy programs of one sweep shape, cached across calls."""
     spec = PartitionSpec(AXIS) if shard_seeds else PartitionSpec(None, AXIS)
     runs = NamedSharding(mesh, spec)  # arrays with leading (seeds, hyperparameters) axes
     seeds_only = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec())
     replicated = NamedSharding(mesh, PartitionSpec())
-    options = train.CPU_COMPILER_OPTIONS if mesh.devices.flat[0].platform == "cpu" else None
+    options = train.compiler_options(mesh.devices.flat[0].platform)
 
-    run = functools.partial(
-        train.run_chunk, static=static, mini_batch_size=mini_batch_size, length=length
-    )
     # The inner vmap shares the seed's shuffles (perms) across its hyperparameter settings.
-    run_settings = jax.vmap(run, in_axes=(0, 0, 0, None, None, None, None, None))
+    run_settings = jax.vmap(
+        functools.partial(train.run_chunk, program), in_axes=(0, 0, None, None, None)
+    )
 
-    def chunk_one_seed(params, opt_state, numbers, XY, key, first_epoch, n_epochs):
-        epochs = first_epoch + jnp.arange(length)
-        perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
-        return run_settings(params, opt_state, numbers, XY, perms, key, first_epoch, n_epochs)
+    def chunk_one_seed(carry, numbers, XY, key, epochs):
+        every = epochs[0] + jnp.arange(program.length)
+        perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, every, m)
+        return run_settings(carry, numbers, XY, train.Shuffle(perms, None), epochs)
 
-    chunk_seeds = jax.vmap(chunk_one_seed, in_axes=(0, 0, 0, None, 0, None, None))
+    chunk_seeds = jax.vmap(chunk_one_seed, in_axes=(0, 0, None, 0, None))
 
-    def chunk_all(params, opt_state, numbers, XY, keys, first_epoch, n_epochs, diverged_at):
+    def chunk_all(carry, numbers, XY, keys, epochs, diverged_at):
         # Each run's first non-finite epoch is carried inside the program: on the devices, with
         # no gather per chunk and no program of its own to compile.
-        params, opt_state, costs = chunk_seeds(
-            params, opt_state, numbers, XY, keys, first_epoch, n_epochs
-        )
-        return params, opt_state, costs, _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs)
+        carry, costs = chunk_seeds(carry, numbers, XY, keys, epochs)
+        return carry, costs, _first_bad_epoch(diverged_at, costs, *epochs)
 
     chunk = jax.jit(
         chunk_all,
-        in_shardings=(runs, runs, runs, replicated, seeds_only, replicated, replicated, runs),
-        out_shardings=runs, donate_argnums=(0, 1, 7), compiler_options=options,
+        in_shardings=(runs, runs, replicated, seeds_only, replicated, runs),
+        out_shardings=runs, donate_argnums=(0, 5), compiler_options=options,
     )  # fmt: skip
 
     predict = jax.jit(
@@ -262,7 +259,7 @@ def sweep(
     # factory makes new closures, which could not share the program with the first.
     built = [_build(factory, name, config) for config in configs]
     try:
-        numbers, static = train.stack_optimizers(_pad(built, len(padded_configs)))
+        numbers, structure = train.stack_optimizers(_pad(built, len(padded_configs)))
     except ValueError as error:
         if all(train.is_elementwise(b) for b in built):
             raise
@@ -277,14 +274,11 @@ def sweep(
     length = min(chunk_epochs or train.DEFAULT_CHUNK_EPOCHS, num_epochs)
     if chunk_epochs is None:
         length = max(1, min(length, PERMUTATION_BUDGET // (seeds_per_device * m)))
-    chunk, predict, (runs, seeds_only, replicated) = _programs(
-        tuple(layers_dims), static, mini_batch_size, length, m, mesh, shard_seeds
-    )
+    program = train.Program(structure, train.layout_of(built[0]), mini_batch_size, length)
+    chunk, predict, (runs, seeds_only, replicated) = _programs(program, m, mesh, shard_seeds)
 
-    params, opt_state = _initial_states(
-        layers_dims, padded_seeds, len(padded_configs), numbers, static
-    )
-    params, opt_state, numbers = _global((params, opt_state, numbers), runs)
+    carry = _initial_states(layers_dims, padded_seeds, len(padded_configs), numbers, structure)
+    carry, numbers = _global((carry, numbers), runs)
     keys = _global(np.stack([train.shuffle_key(seed) for seed in padded_seeds]), seeds_only)
     XY = _global(XY_host, replicated)
     history = []
@@ -292,9 +286,7 @@ def sweep(
     diverged_at = _global(np.full((len(padded_seeds), len(padded_configs)), -1, np.int32), runs)
     while epoch < num_epochs:
         n = min(length, num_epochs - epoch)
-        params, opt_state, costs, diverged_at = chunk(
-            params, opt_state, numbers, XY, keys, epoch, n, diverged_at
-        )
+        carry, costs, diverged_at = chunk(carry, numbers, XY, keys, (epoch, n), diverged_at)
         if keep_costs:
             history.append(_host(costs)[..., :n])
         epoch += n
@@ -302,7 +294,7 @@ def sweep(
             on_chunk(epoch, costs.block_until_ready())
     final_costs = _host(costs)[..., n - 1]
     diverged_at = _host(diverged_at)
-    correct = _host(predict(params, _global(XY_host[:-1], replicated))) == XY_host[-1:]
+    correct = _host(predict(carry[0], _global(XY_host[:-1], replicated))) == XY_host[-1:]
     accuracies = correct.mean(axis=(-2, -1))
     all_costs = np.concatenate(history, axis=-1) if keep_costs else None
 

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_lab import checkpoints, data, optimizers, train
+from jaxopt_lab import checkpoints, data, optimizers, runtime, train
 
 LAYERS = [2, 5, 2, 1]
 X, Y = data.load_moons()
@@ -95,7 +95,7 @@ def test_a_crash_during_save_leaves_the_previous_checkpoint_readable(tmp_path, m
 CHILD = textwrap.dedent(
     """
     import sys
-    from jaxopt_lab import checkpoints, data, optimizers, train
+    from jaxopt_lab import checkpoints, data, optimizers, runtime, train
 
     X, Y = data.load_moons()
     opt = optimizers.adam(0.01)
@@ -106,11 +106,11 @@ CHILD = textwrap.dedent(
             print("ready", flush=True)
         interrupt.check(state)
 
-    with checkpoints.DeferredInterrupt() as interrupt:
+    with runtime.deferred_stops() as interrupt:
         try:
             train.fit(X, Y, [2, 5, 2, 1], opt, num_epochs=10**6, seed=1, chunk_epochs=20,
                       on_chunk=on_chunk)
-        except checkpoints.TrainingInterrupted as stop:
+        except runtime.Stopped as stop:
             ckpt.save(stop.state)
             print(f"interrupted at epoch {stop.state.epoch}", flush=True)
             sys.exit(130)
@@ -143,13 +143,13 @@ def test_sigint_saves_at_the_chunk_boundary_and_the_run_resumes_exactly(tmp_path
     assert_trees_equal(resumed.params, straight.params)
 
 
-def test_deferred_interrupt_restores_the_previous_handler():
+def test_deferred_stops_restore_the_previous_handler():
     before = signal.getsignal(signal.SIGINT)
-    with checkpoints.DeferredInterrupt() as interrupt:
+    with runtime.deferred_stops() as interrupt:
         assert signal.getsignal(signal.SIGINT) != before
         os.kill(os.getpid(), signal.SIGINT)
         assert interrupt.requested
-        with pytest.raises(checkpoints.TrainingInterrupted):
+        with pytest.raises(runtime.Stopped):
             interrupt.check(train.TrainState({}, (), 5, np.zeros(5)))
     assert signal.getsignal(signal.SIGINT) == before
 

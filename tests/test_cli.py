@@ -18,7 +18,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_lab import checkpoints, cli, data, runs
+from jaxopt_lab import checkpoints, cli, data, runs, runtime
 
 COURSE_RUNS = data.course_results()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -217,9 +217,9 @@ def test_help_lists_the_subcommands(capsys):
 
 def test_cache_dir_honours_xdg_cache_home(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert cli.cache_dir() == tmp_path / "jaxopt_lab" / "jax"
+    assert runtime.cache_dir() == tmp_path / "jaxopt_lab" / "jax"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert cli.cache_dir() == Path.home() / ".cache" / "jaxopt_lab" / "jax"
+    assert runtime.cache_dir() == Path.home() / ".cache" / "jaxopt_lab" / "jax"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,19 +12,31 @@ from pathlib import Path
 
 import pytest
 
-from jaxopt_lab import cli
+from jaxopt_lab import cli, settings
 
 NOT_A_NUMBER = ["", " ", "abc", "1,5", "1.5.2", "0x1g", "nan", "inf", "-inf", "1e400", "--"]
 NOT_AN_INTEGER = ["", "abc", "1.5", "1e3", "0x10", "nan", "2**64"]
-BAD_VALUES = {  # the validator a flag uses -> values it must refuse
-    cli.positive_float: [*NOT_A_NUMBER, "0", "-1", "-1e-300", "1e-60", "1e39", "5e-46"],
-    cli.nonnegative_float: [*NOT_A_NUMBER, "-1", "-1e-300", "1e39"],
-    cli.unit_interval: [*NOT_A_NUMBER, "1", "1.0000001", "-0.1", "0.99999999999", "2"],
-    cli.positive_int: [*NOT_AN_INTEGER, "0", "-1", str(2**31), str(2**63), str(2**64)],
-    cli.nonnegative_int: [*NOT_AN_INTEGER, "-1", str(2**31), str(2**64)],
-    cli.seed_int: [*NOT_AN_INTEGER, "-1", str(2**32), str(2**63), str(2**64)],
-    cli.host_port: ["", "host", ":80", "h:0", "h:65536", "h:port", "h:-1"],
+BAD_VALUES = {  # the kind of value a flag takes -> values it must refuse
+    "positive_float": [*NOT_A_NUMBER, "0", "-1", "-1e-300", "1e-60", "1e39", "5e-46"],
+    "nonnegative_float": [*NOT_A_NUMBER, "-1", "-1e-300", "1e39"],
+    "unit_interval": [*NOT_A_NUMBER, "1", "1.0000001", "-0.1", "0.99999999999", "2"],
+    "positive_int": [*NOT_AN_INTEGER, "0", "-1", str(2**31), str(2**63), str(2**64)],
+    "nonnegative_int": [*NOT_AN_INTEGER, "-1", str(2**31), str(2**64)],
+    "seed_int": [*NOT_AN_INTEGER, "-1", str(2**32), str(2**63), str(2**64)],
+    "host_port": ["", "host", ":80", "h:0", "h:65536", "h:port", "h:-1"],
 }
+
+
+def value_kind(s: settings.Setting) -> str:
+    """The kind of value a setting's flag takes, from its range in the settings table (a new
+    kind fails here until it has bad values of its own above)."""
+    if s.kind == "address":
+        return "host_port"
+    if s.kind == "float":
+        return {(0.0, True, None): "positive_float", (0.0, False, None): "nonnegative_float",
+                (0.0, False, 1.0): "unit_interval"}[(s.low, s.low_open, s.high)]  # fmt: skip
+    return {(1, settings.MAX_INT32): "positive_int", (0, settings.MAX_INT32): "nonnegative_int",
+            (0, settings.MAX_SEED): "seed_int"}[(s.low, s.high)]  # fmt: skip
 
 
 def _cases():
@@ -37,12 +49,13 @@ def _cases():
             if not action.option_strings or action.nargs == 0:
                 continue  # --help and on/off switches take no value
             flag = action.option_strings[0]
+            setting = settings.BY_NAME[action.dest]
             if action.choices is not None:
                 bad = ["", "sgd", "ADAM", "none ", "1"]
-            elif action.type is cli.output_dir:
+            elif setting.kind == "folder":
                 bad = [str(blocker), str(blocker / "below-a-file")]
             else:
-                bad = BAD_VALUES[action.type]
+                bad = BAD_VALUES[value_kind(setting)]
             for value in bad:
                 # With nargs="+" the bad value follows a good one: one bad element is enough.
                 good = [] if action.nargs != "+" else [str(action.default[0])]

@@ -1,0 +1,81 @@
+"""The files a run, a comparison or a sweep leaves in a folder: strict JSON, Markdown and PNG
+pictures, each written atomically (:func:`runtime.atomic_write`).
+
+matplotlib is imported only when a picture is drawn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from jaxopt_lab import data, runtime, train
+from jaxopt_lab.runs import COURSE_RUNS, RunConfig, compare_table
+
+
+def write_run(out: Path, config: RunConfig, result: train.FitResult, accuracy: float) -> None:
+    """``result.json`` (configuration, every epoch's cost, accuracy, timings, JAX and device),
+    ``cost.png`` and ``decision_boundary.png``."""
+    from jaxopt_lab import plots
+
+    runtime.write_json(out / "result.json", {
+        "config": config._asdict(),
+        "final_cost": float(result.costs[-1]),
+        "accuracy": accuracy,
+        "compile_seconds": result.compile_seconds,
+        "run_seconds": result.run_seconds,
+        **runtime.environment(),
+        "costs": [float(c) for c in result.costs],
+    })  # fmt: skip
+    X, Y = data.load_moons()
+    label = f"{config.optimizer}, lr {config.learning_rate:g}, decay {config.decay}"
+    plots.save_png(
+        plots.plot_cost_curves({label: result.costs}, title=f"Cost per epoch ({label})"),
+        out / "cost.png",
+    )
+    plots.save_png(
+        plots.plot_decision_boundary(result.params, X, Y, title=f"{label}: accuracy {accuracy:.3f}"),
+        out / "decision_boundary.png",
+    )
+
+
+def write_comparison(
+    out: Path, rows: Sequence[dict], results: Sequence[train.FitResult], seconds: float
+) -> None:
+    """``compare.json`` (the rows), ``compare.md`` (the table), ``cost_curves.png`` and
+    ``boundaries.png``."""
+    from jaxopt_lab import plots
+
+    runtime.write_json(out / "compare.json", list(rows))
+    env = runtime.environment()
+    runtime.write_text(
+        out / "compare.md",
+        compare_table(rows)
+        + f"\n\n{len(rows)} runs of {COURSE_RUNS[0][1].epochs} epochs in {seconds:.2f} s "
+        f"(JAX {env['jax_version']}, {env['device']}, {env['float']}).\n",
+    )
+    costs = {row["method"]: result.costs for row, result in zip(rows, results, strict=True)}
+    plots.save_png(
+        plots.plot_cost_curves(costs, title="The lesson's seven runs: cost per epoch"),
+        out / "cost_curves.png",
+    )
+    titled = {
+        f"{row['method']}\naccuracy {row['accuracy']:.3f}": result.params
+        for row, result in zip(rows, results, strict=True)
+    }
+    X, Y = data.load_moons()
+    plots.save_png(plots.plot_decision_boundaries(titled, X, Y), out / "boundaries.png")
+
+
+def write_sweep(out: Path, base: RunConfig, rows: Sequence[dict], seconds: float, devices: int) -> None:
+    """``sweep.json`` (settings, timing, JAX and device, every row) and ``sweep.png``."""
+    from jaxopt_lab import plots
+
+    runtime.write_json(out / "sweep.json", {
+        "devices": devices, "epochs": base.epochs, "mini_batch_size": base.mini_batch_size,
+        "seconds": seconds, **runtime.environment(), "results": list(rows),
+    })  # fmt: skip
+    plots.save_png(
+        plots.plot_sweep_heatmap(rows, title=f"{base.optimizer}, {base.epochs} epochs"),
+        out / "sweep.png",
+    )

@@ -1,0 +1,310 @@
+"""What a process sets up once, and the few things every part of the project does with files and
+signals: precision, the compilation cache, backend start-up, CPU devices, atomic writes, stops.
+
+- :func:`use_float64`, :func:`enable_compilation_cache`, :func:`use_every_cpu_core` and
+  :func:`start_backend` configure JAX for a command (before it computes anything).
+- :func:`atomic_write` is the one way the project writes a file: a temporary file in the same
+  folder, flushed, synced and renamed into place, so a reader sees the old file or the new one,
+  never half of one. :func:`write_json` and :func:`ensure_writable_dir` build on it.
+- :func:`deferred_stops` turns SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``timeout``, docker, SLURM, a
+  closed terminal) into a request that training honours at its next chunk boundary;
+  :func:`stop_on_signals` makes them an immediate :class:`Stopped` outside training;
+  :func:`forward_signals` passes them on to a child process.
+
+This module imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import jax
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+# ---------------------------------------------------------------------------------------------
+# JAX's set-up for a command
+# ---------------------------------------------------------------------------------------------
+
+
+def use_float64() -> None:
+    """Make every array float64 (``--x64``); only before any array exists, or earlier arrays
+    stay float32."""
+    jax.config.update("jax_enable_x64", True)
+
+
+def cache_dir() -> Path:
+    """Where compiled programs persist: ``$XDG_CACHE_HOME/jaxopt_lab/jax`` (``~/.cache`` default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "jaxopt_lab" / "jax"
+
+
+def enable_compilation_cache() -> None:
+    """Turn on JAX's persistent compilation cache so a repeated command skips XLA compiles.
+
+    Every program is cached however fast it compiled: a command compiles dozens of small ones and
+    together they cost more than a second. ``JAXOPT_LAB_NO_CACHE=1`` turns it off. A damaged
+    entry is removed (one line on stderr) so that this run writes it anew.
+    """
+    if os.environ.get("JAXOPT_LAB_NO_CACHE"):
+        return
+    jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # JAX 0.10 reports an entry it cannot read only through warnings.warn (no event, logger or
+    # callback says which), and rewrites a key only if its file is gone. So the one hook there is
+    # is the warnings display; it handles that message and passes every other warning on.
+    if not getattr(warnings.showwarning, "removes_damaged_cache_entries", False):
+        warnings.showwarning = _removing_damaged_entries(warnings.showwarning)
+
+
+_DAMAGED_ENTRY = re.compile(r"Error reading persistent compilation cache entry for '([\w.-]+)'")
+
+
+def _removing_damaged_entries(show):
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        found = _DAMAGED_ENTRY.search(str(message))
+        if found is None:
+            return show(message, category, filename, lineno, file, line)
+        for path in _undecodable_entries(found.group(1)):
+            path.unlink(missing_ok=True)
+            print(f"jaxopt-lab: removed a damaged compilation-cache entry ({path.name}); "
+                  "recompiled", file=sys.stderr)  # fmt: skip
+        return None
+
+    showwarning.removes_damaged_cache_entries = True
+    return showwarning
+
+
+def _undecodable_entries(name: str) -> list[Path]:
+    """The entries of ``name`` (a program's or a key's) that JAX's own decoder refuses."""
+    from jax._src.compilation_cache import decompress_executable  # JAX's format, no public API
+
+    damaged = []
+    entries = [*cache_dir().glob(f"{name}-cache"), *cache_dir().glob(f"{name}-*-cache")]
+    for path in entries:
+        try:
+            decompress_executable(path.read_bytes())
+        except Exception:  # noqa: BLE001 - any failure to decode means a damaged entry
+            damaged.append(path)
+    return damaged
+
+
+def use_every_cpu_core() -> None:
+    """One host device per core, so a sweep on CPU keeps every core busy (measured: 2 devices on
+    2 cores run a 256-run sweep 1.5x faster than one). Only possible before JAX starts; an
+    explicit ``--xla_force_host_platform_device_count`` in XLA_FLAGS wins."""
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
+    except (RuntimeError, AttributeError):  # JAX already started, or no sched_getaffinity
+        pass
+
+
+class BackendError(RuntimeError):
+    """JAX's backend could not start (``JAX_PLATFORMS=cuda`` on a machine without a GPU)."""
+
+
+def start_backend() -> None:
+    """Start JAX's backend now, so that one that cannot start is a :class:`BackendError` with one
+    line, not a traceback from the first array."""
+    try:
+        jax.devices()
+    except (RuntimeError, AssertionError) as error:  # JAX 0.10 asserts when no platform starts
+        platforms = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or "default"
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else "no device"
+        raise BackendError(
+            f"JAX could not start its backend (JAX_PLATFORMS={platforms}): {detail}"
+        ) from None
+
+
+def environment() -> dict[str, str]:
+    """JAX version, backend and device of this process (for result files)."""
+    device = jax.devices()[0]
+    return {
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device": f"{device.platform}:{device.device_kind}",
+        "float": "float64" if jax.config.jax_enable_x64 else "float32",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+TEMP_PREFIX = ".tmp-"  # temporary files; never taken for results or checkpoints
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open a directory; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Write a file through ``write(binary_file)`` atomically, creating its folder.
+
+    Raises:
+      OSError: the folder cannot be made or the disk refuses the bytes; no temporary file stays.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def write_json(path: str | Path, content: Any) -> Path:
+    """``content`` as strict JSON (a NaN is an error, not a bare ``NaN``), atomically."""
+    return write_text(path, json.dumps(content, indent=1, allow_nan=False) + "\n")
+
+
+def ensure_writable_dir(directory: str | Path) -> Path:
+    """Create ``directory`` if needed and prove it takes a file (written, synced and removed).
+
+    Raises:
+      OSError: with the folder in ``filename``, e.g. not a folder, no permission, read-only, full.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=directory, prefix=".write-test-")
+    try:
+        os.write(fd, b"jaxopt_lab")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+    return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# Signals
+# ---------------------------------------------------------------------------------------------
+
+
+class Stopped(Exception):
+    """A signal stopped the work. ``state`` is where a run stood at the chunk boundary after it
+    (None if no run was going), ``saved`` the checkpoint written then (None if none)."""
+
+    def __init__(self, signum: int, state: Any = None, saved: Path | None = None):
+        epoch = getattr(state, "epoch", "?")
+        super().__init__(f"{signal.Signals(signum).name} at epoch {epoch}")
+        self.signum, self.state, self.saved = signum, state, saved
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+    @property
+    def exit_status(self) -> int:
+        """The shell's convention for a process ended by this signal: 128 + its number."""
+        return 128 + self.signum
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _handlers(handler) -> Iterator[None]:
+    """``handler`` for SIGINT, SIGTERM and SIGHUP inside the block (main thread only: Python sets
+    handlers nowhere else), the previous ones restored after it."""
+    previous = {}
+    if _in_main_thread():
+        previous = {signum: signal.signal(signum, handler) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Inside the block, SIGINT, SIGTERM and SIGHUP raise :class:`Stopped` at once (a command's
+    start-up and its writing of results); :func:`deferred_stops` takes over during training."""
+
+    def stop(signum, frame):
+        del frame
+        raise Stopped(signum)
+
+    with _handlers(stop):
+        yield
+
+
+class StopRequests:
+    """The signals received inside a :func:`deferred_stops` block; :meth:`check` acts on them."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def record(self, signum, frame) -> None:
+        del frame
+        if self.signum is None:  # the first signal decides the exit status
+            self.signum = signum
+
+    def check(self, state: Any = None) -> None:
+        """Raise :class:`Stopped` with ``state`` if a signal arrived; call at a chunk boundary."""
+        if self.signum is not None:
+            raise Stopped(self.signum, state)
+
+
+@contextlib.contextmanager
+def deferred_stops() -> Iterator[StopRequests]:
+    """Turn SIGINT, SIGTERM and SIGHUP into a request honoured at the next chunk boundary.
+
+    The compiled chunk finishes, the state is consistent, and the code calling
+    :meth:`StopRequests.check` raises :class:`Stopped` carrying it. Outside the main thread (where
+    handlers cannot be set) nothing is recorded.
+    """
+    requests = StopRequests()
+    with _handlers(requests.record):
+        yield requests
+
+
+@contextlib.contextmanager
+def forward_signals(child) -> Iterator[None]:
+    """Pass SIGINT, SIGTERM and SIGHUP on to ``child`` (a ``subprocess.Popen``), which decides."""
+
+    def forward(signum, frame):
+        del frame
+        child.send_signal(signum)
+
+    with _handlers(forward):
+        yield

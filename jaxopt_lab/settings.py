@@ -1,0 +1,276 @@
+"""Every setting of a run and of the command, declared once: its name, the library's spelling where it
+differs, its kind, range, default and help text.
+
+The optimizer factories, ``train.fit``, ``runs.RunConfig``, the sweeps and the ``jaxopt-lab`` flags
+are all built from :data:`SETTINGS` or checked with :func:`check`, so a range cannot drift between
+the library and the command. A refusal is an :class:`InvalidValue` carrying the argument's name and
+its setting as data: the command names its flag without reading the message.
+
+Names follow the course (``beta1``, ``epsilon``, ``epochs``) because ``RunConfig``, result files and
+checkpoints use them; ``library`` lists the spellings of the library's functions (``b1``, ``eps``,
+``num_epochs``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+MAX_INT32 = 2**31 - 1  # epochs, batch sizes and intervals are int32 inside the compiled programs
+MAX_SEED = 2**32 - 1  # float32-mode JAX keys keep 32 bits of a seed: 2**32 would collide with 0
+DECAYS = ("none", "inverse-time", "fixed-interval")
+
+
+class InvalidValue(ValueError):
+    """A refused argument.
+
+    Attributes:
+      name: the argument as the caller spelled it (``b1``, ``num_epochs``, ``X``).
+      setting: the entry of :data:`SETTINGS` it belongs to (``beta1``, ``epochs``), or None.
+      reason: what is wrong, without the name; ``{other}`` marks another setting it mentions.
+      mentions: the settings named inside ``reason``.
+    """
+
+    def __init__(
+        self, name: str, reason: str, *, setting: str | None = None, mentions: Sequence[str] = ()
+    ):
+        self.name, self.reason, self.mentions = name, reason, tuple(mentions)
+        self.setting = setting if setting is not None else (name if name in BY_NAME else None)
+        super().__init__(self.describe())
+
+    def describe(self, spelling: Mapping[str, str] | None = None) -> str:
+        """The message with settings spelled by ``spelling`` (setting -> text, e.g. a flag); by
+        default as the library spells its arguments."""
+
+        def spell(setting: str | None, default: str) -> str:
+            return spelling.get(setting, default) if spelling is not None and setting else default
+
+        text = self.reason
+        for other in self.mentions:
+            text = text.replace("{" + other + "}", spell(other, other))
+        gap = "" if text[:1] in ":," else " "  # "resume: no checkpoint ...", "a, b and c ..."
+        return f"{spell(self.setting, self.name)}{gap}{text}"
+
+
+class Setting(NamedTuple):
+    """One setting. Floats are in ``[low, high)`` (``(low, high)`` with ``low_open``); integers
+    in ``[low, high]``. ``kind`` is one of ``float``, ``int``, ``seed`` (an int or None),
+    ``choice``, ``optimizer`` (a name of ``optimizers.OPTIMIZERS``), ``folder``, ``address``
+    (``HOST:PORT``) or ``switch`` (on/off)."""
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    choices: tuple = ()
+    library: tuple[str, ...] = ()  # the library's spellings, where they differ from ``name``
+    flag: str | None = None  # the command's flag, where it is not ``--name-with-dashes``
+    metavar: str | None = None
+
+    @property
+    def option(self) -> str:
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    @property
+    def spellings(self) -> tuple[str, ...]:
+        return self.library or (self.name,)
+
+
+RUN_SETTINGS: tuple[Setting, ...] = (  # what a training run is: runs.RunConfig's fields, in order
+    Setting("optimizer", "optimizer", "adam", "update rule"),
+    Setting("learning_rate", "float", 0.0007, "initial learning rate", low=0.0, low_open=True),
+    Setting("epochs", "int", 5000, "passes over the data", low=1, high=MAX_INT32,
+            library=("num_epochs",)),
+    Setting("mini_batch_size", "int", 64, "examples per update; the last batch holds the rest",
+            low=1, high=MAX_INT32),
+    Setting("beta", "float", 0.9,
+            "momentum's beta, and RMSprop's decay of the squared-gradient average",
+            low=0.0, high=1.0, library=("beta", "decay")),
+    Setting("beta1", "float", 0.9, "Adam's first-moment decay", low=0.0, high=1.0,
+            library=("b1",)),
+    Setting("beta2", "float", 0.999, "Adam's second-moment decay", low=0.0, high=1.0,
+            library=("b2",)),
+    Setting("epsilon", "float", 1e-8, "Adam's and RMSprop's epsilon, outside the square root",
+            low=0.0, library=("eps",)),
+    Setting("decay", "choice", "none",
+            "learning-rate decay: inverse-time is the course's update_lr, fixed-interval its "
+            "schedule_lr_decay", choices=DECAYS),
+    Setting("decay_rate", "float", 1.0, "decay rate, used with a decay", low=0.0),
+    Setting("time_interval", "int", 1000, "epochs per step of fixed-interval decay", low=1,
+            high=MAX_INT32),
+    Setting("seed", "seed", None,
+            "absent: the course's randomness (NumPy seeds); an integer: JAX randomness", low=0,
+            high=MAX_SEED),
+)  # fmt: skip
+
+COMMAND_SETTINGS: tuple[Setting, ...] = (  # how runs are carried out, swept and reported
+    Setting("chunk_epochs", "int", 1000, "epochs per compiled call", low=1, high=MAX_INT32),
+    Setting("checkpoint_dir", "folder", None,
+            "save the run's state here (atomically) every --checkpoint-every epochs, at the end, "
+            "and on Ctrl-C", metavar="DIR"),
+    Setting("checkpoint_every", "int", 1000, "epochs between checkpoints", low=1, high=MAX_INT32,
+            metavar="K"),
+    Setting("resume", "switch", False,
+            "continue from the newest checkpoint in --checkpoint-dir up to --epochs"),
+    Setting("seeds", "int", (0,), "JAX seeds; every configuration runs with each", low=0,
+            high=MAX_SEED, flag="--seed", metavar="S"),
+    Setting("noise_seed", "int", 0, "seed of the gradient noise of noisy GD", low=0,
+            high=MAX_SEED, flag="--seed"),
+    Setting("out", "folder", None, "write results and pictures here", metavar="DIR"),
+    Setting("x64", "switch", False,
+            "compute in float64 (reproduces the course's printouts digit for digit)"),
+    Setting("no_progress", "switch", False, "no progress bar"),
+    Setting("coordinator", "address", None, "process 0's address, reachable from every process",
+            metavar="HOST:PORT"),
+    Setting("num_processes", "int", None, "processes in all", low=1, high=MAX_INT32,
+            metavar="N"),
+    Setting("process_id", "int", None, "this process's rank, 0 to N-1", low=0, high=MAX_INT32,
+            metavar="I"),
+    Setting("peer_timeout", "int", 60,
+            "seconds of silence after which a process counts as lost", low=1, high=MAX_INT32,
+            metavar="S"),
+)  # fmt: skip
+
+SETTINGS = RUN_SETTINGS + COMMAND_SETTINGS
+BY_NAME: dict[str, Setting] = {s.name: s for s in SETTINGS}
+
+
+def factory_settings(factory: Callable) -> tuple[Setting, ...]:
+    """The run settings an optimizer factory takes besides its learning rate, in table order:
+    for ``optimizers.rmsprop``, ``beta`` (as ``decay``) and ``epsilon`` (as ``eps``)."""
+    takes = inspect.signature(factory).parameters
+    return tuple(
+        s
+        for s in RUN_SETTINGS
+        if s.kind == "float" and s.name != "learning_rate" and set(s.spellings) & set(takes)
+    )
+
+
+def factory_arguments(factory: Callable, values: Mapping[str, Any]) -> dict[str, Any]:
+    """An optimizer factory's keyword arguments from run settings, in the factory's spelling:
+    for ``optimizers.adam``, ``{"beta1": 0.8, "epsilon": 1e-7, "beta": 0.5}`` gives
+    ``{"b1": 0.8, "eps": 1e-7}``. The learning rate (the factory's first argument) is not
+    among them."""
+    takes = inspect.signature(factory).parameters
+    return {
+        spelling: values[s.name]
+        for s in factory_settings(factory)
+        for spelling in s.spellings
+        if spelling in takes and s.name in values
+    }
+
+
+def run_dtype(dtype=None) -> np.dtype:
+    """The float dtype a run computes in: ``dtype``, or JAX's default (float64 under x64)."""
+    return np.dtype(dtype or jnp.result_type(float))
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+
+def interval(s: Setting) -> str:
+    if s.kind == "float":
+        low = "-inf" if s.low is None else s.low
+        high = "inf" if s.high is None else s.high
+        return f"{'(' if s.low_open else '['}{low}, {high})"
+    return f"[{s.low}, {s.high}]"
+
+
+def _inside(s: Setting, v: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(v)
+    if s.low is not None:
+        ok &= (v > s.low) if s.low_open else (v >= s.low)
+    if s.high is not None:
+        ok &= (v < s.high) if s.kind == "float" else (v <= s.high)
+    return ok
+
+
+def check(setting: str, value, *, name: str | None = None, dtype=None) -> None:
+    """Raise :class:`InvalidValue` unless ``value`` is inside ``setting``'s range.
+
+    A float (every element of an array) must be finite and inside both as given and once rounded
+    to the float ``dtype`` the run computes in (default: JAX's default float): in float32,
+    ``0.99999999999`` is 1.0 (a momentum that never forgets) and ``1e-50`` is 0.0 (a learning
+    rate that never moves), so both are refused there and accepted under float64. Values traced
+    inside ``jit`` or ``vmap`` are not known yet and pass. An integer must be a Python or NumPy
+    integer (not a bool). A seed may also be None.
+
+    Args:
+      setting: a name in :data:`SETTINGS`.
+      value: the value to check.
+      name: how the caller spells the argument (default: the setting's name).
+      dtype: the run's float dtype.
+    """
+    s, name = BY_NAME[setting], name or setting
+    if s.kind in ("float",):
+        _check_float(s, name, value, dtype)
+    elif s.kind in ("int", "seed"):
+        if s.kind == "seed" and value is None:
+            return
+        _check_int(s, name, value)
+    elif s.kind in ("choice",) and value not in s.choices:
+        raise InvalidValue(name, f"must be one of {', '.join(s.choices)}, got {value!r}", setting=s.name)
+
+
+def _check_float(s: Setting, name: str, value, dtype) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    if isinstance(value, (bool, np.bool_, str)):
+        raise InvalidValue(name, f"must be a number, got {value!r}", setting=s.name)
+    try:
+        values = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidValue(name, f"must be a number, got {value!r}", setting=s.name) from None
+    ok = _inside(s, values)
+    if not np.all(ok):
+        shown = value if values.ndim == 0 else values[~ok].tolist()
+        raise InvalidValue(
+            name, f"must be a finite number in {interval(s)}, got {shown!r}", setting=s.name
+        )
+    run = run_dtype(dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        rounded = values.astype(run).astype(np.float64)
+    ok = _inside(s, rounded)
+    if not np.all(ok):
+        shown = value if values.ndim == 0 else values[~ok].tolist()
+        became = rounded if values.ndim == 0 else rounded[~ok]
+        raise InvalidValue(
+            name,
+            f"must be a finite number in {interval(s)} in {run.name}, got {shown!r}, which "
+            f"rounds to {became.tolist()!r} there: use float64 (JAX_ENABLE_X64=1, or --x64) or a "
+            "value that stays inside",
+            setting=s.name,
+        )
+
+
+def _check_int(s: Setting, name: str, value) -> None:
+    if isinstance(value, jax.core.Tracer):
+        return
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if is_int and s.low <= value <= s.high:
+        return
+    if s.kind == "seed":
+        wanted = f"None (course randomness) or an integer in {interval(s)}"
+    elif s.high == MAX_INT32:  # int32 storage is the only upper limit: named only when hit
+        wanted = "an integer" + (f" >= {s.low}" if not is_int or value < s.low else "")
+        if is_int and value > s.high:
+            raise InvalidValue(name, f"must be at most {s.high}, got {value!r}", setting=s.name)
+    else:
+        wanted = f"an integer in {interval(s)}"
+    raise InvalidValue(name, f"must be {wanted}, got {value!r}", setting=s.name)
+
+
+def check_learning_rate(learning_rate, *, name: str = "learning_rate") -> None:
+    """A learning rate is a callable schedule, or a number in the ``learning_rate`` range."""
+    if not callable(learning_rate):
+        check("learning_rate", learning_rate, name=name)
