@@ -203,6 +203,19 @@ def say(line: str) -> None:
     print(f"{PREFIX}: {line}", file=sys.stderr)
 
 
+def stopped(bar, stop: runtime.Stopped, what: str) -> int:
+    """Say in one line what a signal stopped, and return the shell's status for it."""
+    bar.close()
+    say(f"{stop.signal_name}: {what}")
+    return stop.exit_status
+
+
+def start_up(args: argparse.Namespace) -> None:
+    """Before any training: --out proven writable, JAX's backend started (each one line if not)."""
+    _writable("out", args.out)
+    runtime.start_backend()
+
+
 def _writable(name: str, directory: Path | None) -> None:
     """Refuse a folder that cannot take a file before any training starts (exit 2)."""
     if directory is not None:
@@ -219,8 +232,7 @@ def _writable(name: str, directory: Path | None) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     config = runs.RunConfig(**{name: getattr(args, name) for name in runs.RunConfig._fields})
-    _writable("out", args.out)
-    runtime.start_backend()
+    start_up(args)
     bar = progress_bar(config.epochs, enabled=progress_wanted(args.no_progress))
     printed = None
 
@@ -246,13 +258,10 @@ def run_train(args: argparse.Namespace) -> int:
         except runtime.Stopped as stop:
             if stop.state is None:
                 raise
-            bar.close()
             what = f"stopped at epoch {stop.state.epoch}"
             if stop.saved is None:
-                say(f"{stop.signal_name}: {what} (not saved: no --checkpoint-dir)")
-            else:
-                say(f"{stop.signal_name}: {what}; saved {stop.saved} (continue with --resume)")
-            return stop.exit_status
+                return stopped(bar, stop, f"{what} (not saved: no --checkpoint-dir)")
+            return stopped(bar, stop, f"{what}; saved {stop.saved} (continue with --resume)")
     X, Y = data.load_moons()
     accuracy = runs.accuracy_of(result.params, X, Y)
     print("Accuracy: " + str(accuracy))
@@ -262,17 +271,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    _writable("out", args.out)
-    runtime.start_backend()
+    start_up(args)
     start = time.perf_counter()
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
     with progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc="compare") as bar:
         try:
             rows, fitted = runs.compare(on_epochs=bar.update)
         except runtime.Stopped as stop:
-            bar.close()
-            say(f"{stop.signal_name}: compare stopped; nothing written")
-            return stop.exit_status
+            return stopped(bar, stop, "compare stopped; nothing written")
     seconds = time.perf_counter() - start
     print(runs.compare_table(rows))
     print(f"{len(rows)} runs in {seconds:.2f} s ({runtime.environment()['float']}, "
@@ -283,8 +289,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_paths(args: argparse.Namespace) -> int:
-    _writable("out", args.out)
-    runtime.start_backend()
+    start_up(args)
     from jaxopt_lab import plots
 
     print(f"wrote {plots.save_png(plots.plot_paths(seed=args.noise_seed), args.out / 'paths.png')}")
@@ -316,9 +321,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         try:
             rows = runs.sweep_runs(base, values, args.seeds, on_epochs=lambda e: bar.update(e - bar.n))
         except runtime.Stopped as stop:
-            bar.close()
-            say(f"{stop.signal_name}: sweep stopped; nothing written")
-            return stop.exit_status
+            return stopped(bar, stop, "sweep stopped; nothing written")
     seconds = time.perf_counter() - start
     if jax.process_index() != 0:
         say(f"process {jax.process_index()} of {jax.process_count()} done; process 0 prints and "

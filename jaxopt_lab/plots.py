@@ -206,23 +206,23 @@ def lesson_methods(surface: str) -> list[PathMethod]:
     Each method gets the step size that shows its character on that surface, not a shared one:
     the point of the picture is the shape of the paths.
     """
-    if surface == "bowl":
-        return [
-            PathMethod("GD (lr 0.038)", optimizers.gd(0.038)),
-            PathMethod("noisy mini-batch GD (lr 0.038)", optimizers.gd(0.038), noise=3.0),
-            PathMethod("momentum (lr 0.038, β 0.9)", optimizers.momentum(0.038, 0.9)),
-            PathMethod("RMSprop (lr 0.2)", optimizers.rmsprop(0.2)),
-            PathMethod("Adam (lr 0.3)", optimizers.adam(0.3)),
-        ]
-    if surface == "rosenbrock":
-        return [
-            PathMethod("GD (lr 0.001)", optimizers.gd(0.001)),
-            PathMethod("noisy mini-batch GD (lr 0.001)", optimizers.gd(0.001), noise=15.0),
-            PathMethod("momentum (lr 0.005, β 0.9)", optimizers.momentum(0.005, 0.9)),
-            PathMethod("RMSprop (lr 0.01)", optimizers.rmsprop(0.01)),
-            PathMethod("Adam (lr 0.05)", optimizers.adam(0.05)),
-        ]
-    raise ValueError(f"surface must be 'bowl' or 'rosenbrock', got {surface!r}")
+    if surface not in _STEP_SIZES:
+        raise ValueError(f"surface must be 'bowl' or 'rosenbrock', got {surface!r}")
+    gd_lr, noise, momentum_lr, rmsprop_lr, adam_lr = _STEP_SIZES[surface]
+    return [
+        PathMethod(f"GD (lr {gd_lr:g})", optimizers.gd(gd_lr)),
+        PathMethod(f"noisy mini-batch GD (lr {gd_lr:g})", optimizers.gd(gd_lr), noise=noise),
+        PathMethod(f"momentum (lr {momentum_lr:g}, β 0.9)", optimizers.momentum(momentum_lr, 0.9)),
+        PathMethod(f"RMSprop (lr {rmsprop_lr:g})", optimizers.rmsprop(rmsprop_lr)),
+        PathMethod(f"Adam (lr {adam_lr:g})", optimizers.adam(adam_lr)),
+    ]
+
+
+_STEP_SIZES = {  # surface: GD's rate, noisy GD's gradient noise, momentum's, RMSprop's, Adam's rate
+    "bowl": (0.038, 3.0, 0.038, 0.2, 0.3),
+    "rosenbrock": (0.001, 15.0, 0.005, 0.01, 0.05),
+}
+
 
 
 _SURFACES = {

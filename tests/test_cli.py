@@ -18,6 +18,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxopt_lab
 from jaxopt_lab import checkpoints, cli, data, runs, runtime
 
 COURSE_RUNS = data.course_results()
@@ -206,6 +207,11 @@ def test_paths_writes_one_png(tmp_path, capsys):
     assert cli.main(["paths", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out == f"wrote {tmp_path / 'paths.png'}\n"
     assert_png(tmp_path / "paths.png")
+
+
+def test_version_prints_the_package_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"jaxopt-lab {jaxopt_lab.__version__}\n"
 
 
 def test_help_lists_the_subcommands(capsys):

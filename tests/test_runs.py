@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
 import jax
 import numpy as np
 import pytest
 
-from jaxopt_lab import optimizers, runs, train
+from jaxopt_lab import data, optimizers, runs, train
+from jaxopt_lab.settings import InvalidValue
 
 
 def test_rmsprop_takes_beta_as_decay_and_epsilon_as_eps():
@@ -81,3 +91,123 @@ def test_sweep_factory_builds_the_train_commands_optimizer():
     assert train.split_optimizer(made)[1] == train.split_optimizer(expected)[1]
     for a, b in zip(jax.tree.leaves(made), jax.tree.leaves(expected), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ---------------------------------------------------------------------------------------------
+# A whole run from a script: checkpoints, a signal, resume bit for bit
+# ---------------------------------------------------------------------------------------------
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from jaxopt_lab import runs, runtime
+
+    config = runs.RunConfig("adam", 0.01, epochs=10**6, seed=3)
+    said = False
+
+    def on_progress(progress):
+        global said
+        if progress.epoch >= 200 and not said:
+            said = True
+            print("ready", flush=True)
+
+    try:
+        runs.train_run(config, checkpoint_dir=sys.argv[1], checkpoint_every=100,
+                       on_progress=on_progress)
+    except runtime.Stopped as stop:
+        print(stop.state.epoch, stop.saved, flush=True)
+        sys.exit(stop.exit_status)
+    """
+)
+
+
+def test_train_run_is_stopped_by_a_signal_saves_and_resumes_bit_for_bit(tmp_path):
+    folder = tmp_path / "ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, str(folder)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )  # fmt: skip
+    assert proc.stdout.readline().strip() == "ready"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    epoch, saved = out.split()
+    epoch = int(epoch)
+    assert epoch % 100 == 0 and epoch >= 200
+    assert saved == str(folder / f"ckpt_{epoch:09d}.npz") and os.path.isfile(saved)
+
+    config = runs.RunConfig("adam", 0.01, epochs=epoch + 100, seed=3)
+    starts = []
+    resumed = runs.train_run(config, checkpoint_dir=folder, checkpoint_every=100, resume=True,
+                             on_progress=starts.append)  # fmt: skip
+    straight = runs.train_run(config)
+    assert starts[0].epoch == epoch and starts[0].skipped == ()
+    np.testing.assert_array_equal(resumed.costs, straight.costs)
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(straight.params), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # The end was saved too, and a fresh start over that folder is refused: nothing is overwritten.
+    assert (folder / f"ckpt_{epoch + 100:09d}.npz").is_file()
+    with pytest.raises(InvalidValue, match="already holds checkpoints: pass resume") as caught:
+        runs.train_run(config, checkpoint_dir=folder, checkpoint_every=100)
+    assert caught.value.setting == "checkpoint_dir"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"resume": True}, "resume"),
+        ({"checkpoint_every": 0}, "checkpoint_every"),
+        ({"config": runs.RunConfig(decay="linear")}, "decay"),
+        ({"config": runs.RunConfig(optimizer="sgd")}, "optimizer"),
+        ({"config": runs.RunConfig(beta2=1.0)}, "beta2"),
+    ],
+)
+def test_train_run_refuses_bad_settings_before_training(kwargs, setting, tmp_path):
+    kwargs = {"config": runs.RunConfig(epochs=1), **kwargs}
+    with pytest.raises(InvalidValue) as caught:
+        runs.train_run(kwargs.pop("config"), **kwargs)
+    assert caught.value.setting == setting
+
+
+# ---------------------------------------------------------------------------------------------
+# compile_seconds is each run's own, also when runs share the process in threads
+# ---------------------------------------------------------------------------------------------
+
+
+def test_each_thread_s_fit_reports_only_its_own_compilation():
+    X, Y = data.load_moons()
+    fit = functools.partial(train.fit, X, Y, runs.LAYERS_DIMS)
+    fit(optimizers.adam(0.01), num_epochs=1000)  # the program the long run will use, compiled
+
+    def pair():
+        running, compiled = threading.Event(), threading.Event()
+        results = {}
+
+        def long_run():
+            def hold(state):  # stay inside the run until the other one has compiled and finished
+                running.set()
+                assert compiled.wait(120)
+
+            results["warm"] = fit(optimizers.adam(0.02), num_epochs=2000, on_chunk=hold)
+
+        def fresh_run():
+            assert running.wait(120)
+            # A batch size no other test uses: its program is compiled here, while the other runs.
+            results["fresh"] = fit(optimizers.adam(0.01), num_epochs=3, mini_batch_size=37)
+            compiled.set()
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=long_run), threading.Thread(target=fresh_run)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(180)
+        return results["warm"], results["fresh"], time.perf_counter() - start
+
+    warm, fresh, wall = pair()
+    assert warm.compile_seconds == 0.0
+    assert fresh.compile_seconds > 0.0
+    assert warm.compile_seconds + fresh.compile_seconds <= wall
+    assert warm.run_seconds >= 0 and fresh.run_seconds >= 0
+    warm, fresh, _ = pair()  # everything compiled: neither run reports compilation
+    assert (warm.compile_seconds, fresh.compile_seconds) == (0.0, 0.0)
