@@ -4,6 +4,9 @@ A thin shell over the library: flags, printing and exit codes. Each subcommand n
 it takes (:data:`COMMANDS`); the flags, their ranges, defaults and help are generated from
 ``settings.SETTINGS``, and the runs, files and process set-up come from the library. A bad value
 costs one line and exit status 2; a library refusal names its flag from the ``setting`` it carries.
+
+JAX and the modules that need it are imported inside the functions: :func:`main` first makes
+SIGINT, SIGTERM and SIGHUP one line and an exit status, then loads them.
 """
 
 from __future__ import annotations
@@ -18,10 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jax
-import numpy as np
-
-from jaxopt_lab import __version__, data, distributed, optimizers, results, runs, runtime, train
+from jaxopt_lab import __version__, runtime
 from jaxopt_lab.settings import BY_NAME, SETTINGS, InvalidValue, Setting, check
 
 PREFIX = "jaxopt-lab"
@@ -83,7 +83,7 @@ def value_parser(s: Setting):
     def parse(text: str):
         value = _number(text) if s.kind == "float" else _integer(text)
         try:
-            check(s.name, value, dtype=np.float64)
+            check(s.name, value, dtype="float64")
         except InvalidValue:
             raise argparse.ArgumentTypeError(f"must be {_wanted(s)}, got {text!r}") from None
         return value
@@ -108,6 +108,8 @@ def add_flag(p, s: Setting, *, many: bool = False, **override) -> None:
         return
     extra: dict[str, Any] = {"metavar": s.metavar}
     if s.kind in ("choice", "optimizer"):
+        from jaxopt_lab import optimizers
+
         extra = {"choices": s.choices or tuple(optimizers.OPTIMIZERS)}
     else:
         extra["type"] = value_parser(s)
@@ -231,6 +233,8 @@ def _writable(name: str, directory: Path | None) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from jaxopt_lab import data, results, runs
+
     config = runs.RunConfig(**{name: getattr(args, name) for name in runs.RunConfig._fields})
     start_up(args)
     bar = progress_bar(config.epochs, enabled=progress_wanted(args.no_progress))
@@ -271,6 +275,10 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    import jax
+
+    from jaxopt_lab import results, runs
+
     start_up(args)
     start = time.perf_counter()
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
@@ -297,6 +305,10 @@ def run_paths(args: argparse.Namespace) -> int:
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    import jax
+
+    from jaxopt_lab import distributed, results, runs
+
     group = distributed.ProcessGroup(args.coordinator, args.num_processes, args.process_id).check()
     several = distributed.wanted(group)
     if several and not distributed.is_worker():  # this process supervises a worker: itself again
@@ -363,6 +375,20 @@ def _import_plots_in_background() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
+    try:
+        with runtime.stop_on_signals():
+            return _main(argv)
+    except runtime.Stopped as stop:  # before training started, or while results are written
+        say(f"{stop.signal_name}: stopped")
+        return stop.exit_status
+    except KeyboardInterrupt:  # Ctrl-C where no handler could be set (not the main thread)
+        say("SIGINT: stopped")
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from jaxopt_lab import distributed, train
+
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -370,20 +396,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version, or a bad flag already reported in one line
         return int(exit_.code or 0)
     try:
-        with runtime.stop_on_signals():
-            if getattr(args, "x64", False):
-                runtime.use_float64()  # before any array exists
-            # Every float flag in the run's precision (--beta 0.99999999999 is 1.0 in float32),
-            # whether or not the chosen optimizer uses it: nothing typed is silently changed.
-            for name in COMMANDS[args.command][2]:
-                if BY_NAME[name].kind == "float":
-                    value = getattr(args, name)
-                    for v in value if isinstance(value, list) else [value]:
-                        check(name, v)
-            runtime.enable_compilation_cache()
-            if getattr(args, "out", None) is not None:
-                _import_plots_in_background()
-            return args.run(args)
+        if getattr(args, "x64", False):
+            runtime.use_float64()  # before any array exists
+        # Every float flag in the run's precision (--beta 0.99999999999 is 1.0 in float32),
+        # whether or not the chosen optimizer uses it: nothing typed is silently changed.
+        for name in COMMANDS[args.command][2]:
+            if BY_NAME[name].kind == "float":
+                value = getattr(args, name)
+                for v in value if isinstance(value, list) else [value]:
+                    check(name, v)
+        runtime.enable_compilation_cache()
+        if getattr(args, "out", None) is not None:
+            _import_plots_in_background()
+        return args.run(args)
     except train.DivergenceError as error:
         print(f"diverged at epoch {error.epoch}", file=sys.stderr)
         return 1
@@ -393,18 +418,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except runtime.BackendError as error:
         say(f"error: {error}")
         return 2
-    except runtime.Stopped as stop:  # before training started, or while results are written
-        say(f"{stop.signal_name}: stopped")
-        return stop.exit_status
     except (distributed.DistributedError, OSError) as error:  # a lost peer; a failed write
         say(f"error: {error}")
         return 1
     except ValueError as error:  # any other refusal from the library, as it words it
         say(f"error: {error}")
         return 2
-    except KeyboardInterrupt:  # Ctrl-C where no handler could be set (not the main thread)
-        say("SIGINT: stopped")
-        return 130
 
 
 if __name__ == "__main__":

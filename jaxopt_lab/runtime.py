@@ -11,7 +11,8 @@ signals: precision, the compilation cache, backend start-up, CPU devices, atomic
   :func:`stop_on_signals` makes them an immediate :class:`Stopped` outside training;
   :func:`forward_signals` passes them on to a child process.
 
-This module imports nothing of the project.
+This module imports nothing of the project, and JAX only inside the functions that configure it:
+a command imports it first, so that a signal is handled from its first instant.
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-import jax
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -42,6 +41,8 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def use_float64() -> None:
     """Make every array float64 (``--x64``); only before any array exists, or earlier arrays
     stay float32."""
+    import jax
+
     jax.config.update("jax_enable_x64", True)
 
 
@@ -51,18 +52,28 @@ def cache_dir() -> Path:
     return Path(base) / "jaxopt_lab" / "jax"
 
 
+CACHE_BYTES = 2**30  # the compilation cache's bound on disk
+
+
 def enable_compilation_cache() -> None:
     """Turn on JAX's persistent compilation cache so a repeated command skips XLA compiles.
 
     Every program is cached however fast it compiled: a command compiles dozens of small ones and
-    together they cost more than a second. ``JAXOPT_LAB_NO_CACHE=1`` turns it off. A damaged
-    entry is removed (one line on stderr) so that this run writes it anew.
+    together they cost more than a second. The cache holds at most :data:`CACHE_BYTES` (the least
+    recently used entries go first) and locks each read and write, so commands running at once
+    never read half an entry. ``JAXOPT_LAB_NO_CACHE=1`` turns it off, and a cache the process has
+    already configured (``JAX_COMPILATION_CACHE_DIR``, say) is left as it is. A damaged entry is
+    removed (one line on stderr) so that this run writes it anew.
     """
-    if os.environ.get("JAXOPT_LAB_NO_CACHE"):
+    import jax
+
+    if os.environ.get("JAXOPT_LAB_NO_CACHE") or jax.config.jax_compilation_cache_dir:
         return
+
     jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    jax.config.update("jax_compilation_cache_max_size", CACHE_BYTES)
     # JAX 0.10 reports an entry it cannot read only through warnings.warn (no event, logger or
     # callback says which), and rewrites a key only if its file is gone. So the one hook there is
     # is the warnings display; it handles that message and passes every other warning on.
@@ -108,6 +119,8 @@ def use_every_cpu_core() -> None:
     explicit ``--xla_force_host_platform_device_count`` in XLA_FLAGS wins."""
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return
+    import jax
+
     try:
         jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
     except (RuntimeError, AttributeError):  # JAX already started, or no sched_getaffinity
@@ -121,6 +134,8 @@ class BackendError(RuntimeError):
 def start_backend() -> None:
     """Start JAX's backend now, so that one that cannot start is a :class:`BackendError` with one
     line, not a traceback from the first array."""
+    import jax
+
     try:
         jax.devices()
     except (RuntimeError, AssertionError) as error:  # JAX 0.10 asserts when no platform starts
@@ -133,6 +148,8 @@ def start_backend() -> None:
 
 def environment() -> dict[str, str]:
     """JAX version, backend and device of this process (for result files)."""
+    import jax
+
     device = jax.devices()[0]
     return {
         "jax_version": jax.__version__,

@@ -17,8 +17,6 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 MAX_INT32 = 2**31 - 1  # epochs, batch sizes and intervals are int32 inside the compiled programs
@@ -170,7 +168,18 @@ def factory_arguments(factory: Callable, values: Mapping[str, Any]) -> dict[str,
 
 def run_dtype(dtype=None) -> np.dtype:
     """The float dtype a run computes in: ``dtype``, or JAX's default (float64 under x64)."""
-    return np.dtype(dtype or jnp.result_type(float))
+    if dtype is not None:
+        return np.dtype(dtype)
+    import jax.numpy as jnp  # here, not at the top: the command imports this before JAX
+
+    return np.dtype(jnp.result_type(float))
+
+
+def _traced(value) -> bool:
+    """A value inside ``jit`` or ``vmap``: not known yet, so not checkable."""
+    from jax.core import Tracer
+
+    return isinstance(value, Tracer)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +232,7 @@ def check(setting: str, value, *, name: str | None = None, dtype=None) -> None:
 
 
 def _check_float(s: Setting, name: str, value, dtype) -> None:
-    if isinstance(value, jax.core.Tracer):
+    if _traced(value):
         return
     if isinstance(value, (bool, np.bool_, str)):
         raise InvalidValue(name, f"must be a number, got {value!r}", setting=s.name)
@@ -254,7 +263,7 @@ def _check_float(s: Setting, name: str, value, dtype) -> None:
 
 
 def _check_int(s: Setting, name: str, value) -> None:
-    if isinstance(value, jax.core.Tracer):
+    if _traced(value):
         return
     is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
     if is_int and s.low <= value <= s.high:

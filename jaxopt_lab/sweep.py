@@ -21,7 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxopt_lab import data, model, optimizers, train
+from jaxopt_lab import model, optimizers, train
 
 AXIS = "configs"  # the mesh axis the configurations are split over
 PERMUTATION_BUDGET = 2**24  # int32 entries of a chunk's shuffles per device (64 MiB)
@@ -143,9 +143,8 @@ def _programs(program: train.Program, m: int, mesh: Mesh, shard_seeds: bool):
     )
 
     def chunk_one_seed(carry, numbers, XY, key, epochs):
-        every = epochs[0] + jnp.arange(program.length)
-        perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, every, m)
-        return run_settings(carry, numbers, XY, train.Shuffle(perms, None), epochs)
+        perms = train.seed_orders(key, epochs[0], length=program.length, m=m)
+        return run_settings(carry, numbers, XY, perms, epochs)
 
     chunk_seeds = jax.vmap(chunk_one_seed, in_axes=(0, 0, None, 0, None))
 

@@ -150,9 +150,10 @@ def fit(
 
     carry = (state.params, state.opt_state)
     history = _CostHistory(np.asarray(state.costs[: state.epoch]), XY.dtype)
-    for first, n, perms in _chunk_plan(XY.shape[1], seed, state.epoch, num_epochs, program.length):
+    for first, n in _chunks(state.epoch, num_epochs, program.length):
+        perms = _epoch_orders(XY.shape[1], key, first, n, program.length)
         carry, costs = _jitted_chunk(jax.default_backend())(
-            program, carry, numbers, XY, Shuffle(perms, key), (first, n)
+            program, carry, numbers, XY, perms, (first, n)
         )
         costs = np.asarray(costs)[:n]
         history.extend(costs)
@@ -217,14 +218,6 @@ class Program(NamedTuple):
     length: int
 
 
-class Shuffle(NamedTuple):
-    """Where a chunk's column orders come from: course mode's ``perms`` (length, m) int32 drawn on
-    the host, or seed mode's ``key`` (perms None), each epoch's order drawn from it."""
-
-    perms: Any
-    key: Any
-
-
 def view_of(layout: str, params: model.Params):
     """``(view, to_params)``: the parameters as the optimizer sees them in ``layout``, and back."""
     if layout == "flat":
@@ -236,7 +229,7 @@ def _identity(params):
     return params
 
 
-def run_chunk(program: Program, carry, numbers, XY, shuffle: Shuffle, epochs):
+def run_chunk(program: Program, carry, numbers, XY, perms, epochs):
     """Run ``n`` (traced, <= ``program.length``) epochs from ``first``: the body of every run.
 
     This pure function is what ``fit`` jits and what ``sweep`` vmaps; there is no second loop.
@@ -246,21 +239,16 @@ def run_chunk(program: Program, carry, numbers, XY, shuffle: Shuffle, epochs):
       carry: ``(params, opt_state)``, ``opt_state`` over ``program.layout``.
       numbers: the optimizer's traced numbers (:func:`split_optimizer`).
       XY: features stacked over the label row, shape (n_x + 1, m).
-      shuffle: the chunk's column orders, or the key to draw them from.
+      perms: the column order of each of the chunk's epochs, shape (length, m) int32 (course
+        mode's from NumPy, seed mode's from :func:`seed_orders`): both modes run one program.
       epochs: ``(first, n)``: the epoch number the chunk starts at and how many to run.
 
     Returns:
       ``((params, opt_state), costs)``, costs of shape (length,), NaN past ``n``.
     """
     optimizer = join_optimizer(numbers, program.structure)
-    (params, opt_state), (first, n) = carry, epochs
+    (params, opt_state), (_, n) = carry, epochs
     view, to_params = view_of(program.layout, params)
-    perms = shuffle.perms
-    if perms is None:
-        # All of the chunk's orders in one batched draw before the loop: the same bits as drawing
-        # each epoch's inside it, at a fraction of the cost (a 1,000,000-epoch run: 70 -> 25 s).
-        every = first + jnp.arange(program.length)
-        perms = jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(shuffle.key, every, XY.shape[1])
 
     def body(i, loop):
         view, opt_state, costs = loop
@@ -345,21 +333,31 @@ def _data(X, Y):
     return jax.device_put(np.concatenate([np.asarray(X, dtype), np.asarray(Y, dtype)], axis=0))
 
 
-def _chunk_plan(m: int, seed: int | None, epoch: int, num_epochs: int, chunk: int):
-    """``(first_epoch, n_epochs, perms)`` of each chunk from ``epoch`` to ``num_epochs``.
-
-    Course mode's perms are the chunk's column orders padded to ``chunk`` rows (the padding rows
-    are never run); seed mode draws its orders inside the program, so perms is None.
-    """
+def _chunks(epoch: int, num_epochs: int, chunk: int):
+    """``(first_epoch, n_epochs)`` of each chunk from ``epoch`` to ``num_epochs``."""
     while epoch < num_epochs:
         n = min(chunk, num_epochs - epoch)
-        perms = None
-        if seed is None:
-            perms = data.course_permutations(m, epoch, n)
-            if n < chunk:
-                perms = np.concatenate([perms, np.zeros((chunk - n, m), np.int32)])
-        yield epoch, n, perms
+        yield epoch, n
         epoch += n
+
+
+def _epoch_orders(m: int, key, first: int, n: int, length: int):
+    """The column orders of epochs ``first .. first + n - 1``, padded to ``length`` rows (the
+    padding is never run): course mode's from NumPy's seeds (``key`` None), else seed mode's."""
+    if key is not None:
+        return seed_orders(key, first, length=length, m=m)
+    perms = data.course_permutations(m, first, n)
+    if n < length:
+        perms = np.concatenate([perms, np.zeros((length - n, m), np.int32)])
+    return perms
+
+
+@functools.partial(jax.jit, static_argnames=("length", "m"))
+def seed_orders(key, first, *, length: int, m: int):
+    """Seed mode's column orders of epochs ``first .. first + length - 1``: one batched draw, the
+    same bits as :func:`data.epoch_permutation` epoch by epoch (a 1,000,000-epoch run: 70 -> 25 s)."""
+    epochs = first + jnp.arange(length)
+    return jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
 
 
 class _CostHistory:

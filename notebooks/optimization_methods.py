@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -78,13 +80,16 @@ grads = jax.grad(model.loss)(params, X, Y)
 print({name: g.shape for name, g in grads.items()})
 
 
+loss = jax.jit(model.loss)  # one compiled program for every evaluation below
+
+
 def finite_difference(params, name, index, h=1e-6):
     """(loss(p + h e) - loss(p - h e)) / 2h along one coordinate of one parameter."""
     bumped = {k: np.array(v) for k, v in params.items()}
     bumped[name][index] += h
-    up = model.loss(bumped, X, Y)
+    up = loss(bumped, X, Y)
     bumped[name][index] -= 2 * h
-    down = model.loss(bumped, X, Y)
+    down = loss(bumped, X, Y)
     return (up - down) / (2 * h)
 
 

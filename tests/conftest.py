@@ -7,9 +7,37 @@ autouse guard fails any test that leaves the process in a different precision th
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import jax
 import numpy as np
 import pytest
+
+from jaxopt_lab import runtime
+
+# Compiled programs are shared across the test run and never touch the user's ~/.cache: the
+# process that starts the run makes a folder that pytest-xdist's workers inherit. The workers
+# share the programs that take a while to compile; the commands the tests start use their own
+# cache there (XDG_CACHE_HOME), as they would anywhere. Tests about the cache give their commands
+# a folder of their own.
+if "JAXOPT_LAB_TEST_CACHE" not in os.environ:
+    os.environ["JAXOPT_LAB_TEST_CACHE"] = tempfile.mkdtemp(prefix="jaxopt_lab-tests-")
+    _MADE_HERE = True
+else:
+    _MADE_HERE = False
+RUN_CACHE = os.environ["JAXOPT_LAB_TEST_CACHE"]
+os.environ["XDG_CACHE_HOME"] = os.path.join(RUN_CACHE, "commands")
+os.environ.pop("JAXOPT_LAB_NO_CACHE", None)
+jax.config.update("jax_compilation_cache_dir", os.path.join(RUN_CACHE, "tests"))
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+jax.config.update("jax_compilation_cache_max_size", runtime.CACHE_BYTES)  # locked entries
+
+
+def pytest_sessionfinish(session):
+    if _MADE_HERE:
+        shutil.rmtree(RUN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +65,22 @@ def dtype(request):
     dtype = np.dtype(request.param)
     with jax.enable_x64(dtype == np.float64):
         yield dtype
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``--dist loadgroup``), the tests that share a module-scoped fixture (an
+    executed notebook, a compiled sweep, a float64 subprocess) go to one worker, so the fixture is
+    built once; every other test goes wherever a worker is free."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        shared = any(
+            fixturedef.scope in ("module", "session")
+            for fixturedefs in info.name2fixturedefs.values()
+            for fixturedef in fixturedefs
+            if fixturedef.baseid  # a fixture of the test suite, not one of pytest's own
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -121,13 +121,6 @@ def test_compiled_programs_persist_in_the_cache_dir(x64_runs):
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _no_persistent_cache(monkeypatch):
-    # The cache is process-wide JAX configuration: switching it on here would leak into every
-    # later test of the session. The subprocesses above test it.
-    monkeypatch.setenv("JAXOPT_LAB_NO_CACHE", "1")
-
-
 def lines_of(text: str) -> list[str]:
     return text.splitlines()
 
@@ -340,7 +333,7 @@ def test_resume_continues_exactly_and_refuses_to_overwrite(tmp_path, capsys):
 def test_ctrl_c_saves_and_exits_130_then_resume_matches(tmp_path):
     ckpt = tmp_path / "ckpt"
     argv = ["train", "--seed", "2", "--no-progress", "--checkpoint-dir", str(ckpt)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAXOPT_LAB_NO_CACHE": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--epochs", "10000000",
          "--checkpoint-every", "500"],

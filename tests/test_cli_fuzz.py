@@ -39,13 +39,17 @@ def value_kind(s: settings.Setting) -> str:
             (0, settings.MAX_SEED): "seed_int"}[(s.low, s.high)]  # fmt: skip
 
 
+def _actions(command: str) -> list[argparse.Action]:
+    parser = cli.build_parser()
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return subparsers.choices[command]._actions
+
+
 def _cases():
     """``(id, argv)`` for every flag of every subcommand and each value it must refuse."""
     blocker = Path(__file__)  # an existing file: no folder can be made there
-    parser = cli.build_parser()
-    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    for command, sub in subparsers.choices.items():
-        for action in sub._actions:
+    for command in cli.COMMANDS:
+        for action in _actions(command):
             if not action.option_strings or action.nargs == 0:
                 continue  # --help and on/off switches take no value
             flag = action.option_strings[0]
@@ -97,7 +101,17 @@ def _run(*argv: str, env: dict | None = None) -> subprocess.Popen:
 
 
 def test_a_sample_through_real_processes(tmp_path):
-    sample = CASES[:: max(1, len(CASES) // 12)]
+    # One refused value of every kind of flag (each validator, choices, folders), from the
+    # subcommands in turn.
+    kinds = {}
+    for case in CASES:
+        command, flag = case.values[0][:2]
+        action = next(a for a in _actions(command) if a.option_strings[:1] == [flag])
+        setting = settings.BY_NAME[action.dest]
+        kind = "choices" if action.choices else setting.kind if setting.kind == "folder" else value_kind(setting)
+        kinds.setdefault(kind, case)
+    sample = list(kinds.values())
+    assert len(sample) == len(BAD_VALUES) + 2
     procs = [_run(*case.values[0]) for case in sample]
     for case, proc in zip(sample, procs, strict=True):
         out, err = proc.communicate(timeout=120)

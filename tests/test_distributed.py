@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -26,12 +25,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(argv: list[str], tmp: Path, devices: int) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "XDG_CACHE_HOME": str(tmp / "cache"),
-    }
+def start(argv: list[str], devices: int) -> subprocess.Popen:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
     return subprocess.Popen(
         [sys.executable, "-m", "jaxopt_lab.cli", "sweep", *argv, "--no-progress"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -50,12 +45,11 @@ def test_two_processes_write_the_rows_of_one(tmp_path):
     pair = [
         start(
             [*GRID, *SEEDS, *epochs, *group(port, r), "--out", str(tmp_path / f"p{r}")],
-            tmp_path,
             devices,
         )  # fmt: skip
         for r, devices in ((0, 1), (1, 2))
     ]
-    single = start([*GRID, *SEEDS, *epochs, "--out", str(tmp_path / "one")], tmp_path, 1)
+    single = start([*GRID, *SEEDS, *epochs, "--out", str(tmp_path / "one")], 1)
     outputs = [proc.communicate(timeout=240) for proc in (*pair, single)]
     for proc, (_, err) in zip((*pair, single), outputs, strict=True):
         assert proc.returncode == 0, err
@@ -84,7 +78,7 @@ def test_two_processes_write_the_rows_of_one(tmp_path):
 def test_a_killed_process_stops_the_other_in_bounded_time_with_one_line(tmp_path, victim):
     port = free_port()
     long_run = ["--epochs", "2000000", "--peer-timeout", "5"]
-    pair = [start([*GRID, *long_run, *group(port, r)], tmp_path, 1) for r in (0, 1)]
+    pair = [start([*GRID, *long_run, *group(port, r)], 1) for r in (0, 1)]
     time.sleep(8)  # both joined and training (a kill during joining ends the same way)
     pair[victim].send_signal(signal.SIGKILL)
     survivor = pair[1 - victim]
