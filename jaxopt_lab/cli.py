@@ -12,83 +12,32 @@ SIGINT, SIGTERM and SIGHUP one line and an exit status, then loads them.
 from __future__ import annotations
 
 import argparse
-import importlib
-import math
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from jaxopt_lab import __version__, runtime
-from jaxopt_lab.settings import BY_NAME, SETTINGS, InvalidValue, Setting, check
+from jaxopt_lab.settings import BY_NAME, SETTINGS, InvalidValue, Setting, check, from_text
 
 PREFIX = "jaxopt-lab"
 FLAGS = {s.name: s.option for s in SETTINGS}  # how this command spells each setting
 
 # ---------------------------------------------------------------------------------------------
-# Flag values, parsed and range-checked by the library's own check
+# Flags, generated from the settings table
 # ---------------------------------------------------------------------------------------------
 
 
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def _wanted(s: Setting) -> str:
-    """A setting's range in the words of a flag's error."""
-    if s.kind != "float":
-        return f"an integer in [{s.low}, {s.high}]"
-    if s.high is None:
-        return f"{'>' if s.low_open else '>='} {s.low:g}"
-    return f"in [{s.low:g}, {s.high:g})"
-
-
-def _folder(text: str) -> Path:
-    path = Path(text)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{text!r} exists and is not a folder")
-    return path
-
-
-def _address(text: str) -> str:
-    host, _, port = text.rpartition(":")
-    if not host.strip() or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT with a port 1-65535, got {text!r}")
-    return text
-
-
 def value_parser(s: Setting):
-    """The ``type=`` of a setting's flag: parses the text, then ``settings.check`` decides (in
-    float64: the run's precision is checked once it is known, in :func:`main`)."""
-    if s.kind == "folder":
-        return _folder
-    if s.kind == "address":
-        return _address
+    """The ``type=`` of a setting's flag: ``settings.from_text``, its refusal as argparse's."""
 
     def parse(text: str):
-        value = _number(text) if s.kind == "float" else _integer(text)
         try:
-            check(s.name, value, dtype="float64")
-        except InvalidValue:
-            raise argparse.ArgumentTypeError(f"must be {_wanted(s)}, got {text!r}") from None
-        return value
+            return from_text(s.name, text)
+        except InvalidValue as error:
+            raise argparse.ArgumentTypeError(error.reason) from None
 
-    parse.setting = s
     return parse
 
 
@@ -364,15 +313,6 @@ RUNNERS = {"train": run_train, "compare": run_compare, "paths": run_paths, "swee
 # ---------------------------------------------------------------------------------------------
 
 
-def _import_plots_in_background() -> None:
-    """Import matplotlib (through ``plots``) on a thread while the command traces and trains: XLA
-    releases the GIL while it compiles and runs, so the import's half second mostly disappears.
-    The command's own ``from jaxopt_lab import plots`` waits for it through the import lock."""
-    threading.Thread(
-        target=importlib.import_module, args=("jaxopt_lab.plots",), daemon=True
-    ).start()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
     try:
@@ -407,7 +347,9 @@ def _main(argv: Sequence[str] | None) -> int:
                     check(name, v)
         runtime.enable_compilation_cache()
         if getattr(args, "out", None) is not None:
-            _import_plots_in_background()
+            from jaxopt_lab import results
+
+            results.import_plots_in_background()
         return args.run(args)
     except train.DivergenceError as error:
         print(f"diverged at epoch {error.epoch}", file=sys.stderr)

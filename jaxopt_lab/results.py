@@ -6,11 +6,22 @@ matplotlib is imported only when a picture is drawn.
 
 from __future__ import annotations
 
+import importlib
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from jaxopt_lab import data, runtime, train
 from jaxopt_lab.runs import COURSE_RUNS, RunConfig, compare_table
+
+
+def import_plots_in_background() -> None:
+    """Import matplotlib (through ``plots``) on a thread while a command traces and trains: XLA
+    releases the GIL while it compiles and runs, so the import's half second mostly disappears.
+    The writers' own ``from jaxopt_lab import plots`` waits for it through the import lock."""
+    threading.Thread(
+        target=importlib.import_module, args=("jaxopt_lab.plots",), daemon=True
+    ).start()
 
 
 def write_run(out: Path, config: RunConfig, result: train.FitResult, accuracy: float) -> None:

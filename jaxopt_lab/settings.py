@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -277,6 +278,51 @@ def _check_int(s: Setting, name: str, value) -> None:
     else:
         wanted = f"an integer in {interval(s)}"
     raise InvalidValue(name, f"must be {wanted}, got {value!r}", setting=s.name)
+
+
+def from_text(setting: str, text: str):
+    r"""A setting's value from text (a flag, an environment variable): parsed by its kind, then
+    :func:`check`\ ed in float64 (the run's precision is known later: check it again then).
+
+    Raises:
+      InvalidValue: its ``reason`` says what was expected, in words (``must be in [0, 1), got
+        '1'``, ``expected a number, got 'x'``).
+    """
+    s = BY_NAME[setting]
+
+    def refuse(reason: str):
+        return InvalidValue(setting, f"{reason}, got {text!r}")
+
+    if s.kind == "folder":
+        path = Path(text)
+        if path.exists() and not path.is_dir():
+            raise InvalidValue(setting, f"{text!r} exists and is not a folder")
+        return path
+    if s.kind == "address":
+        host, _, port = text.rpartition(":")
+        if not host.strip() or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise refuse("expected HOST:PORT with a port 1-65535")
+        return text
+    try:
+        value = float(text) if s.kind == "float" else int(text)
+    except ValueError:
+        raise refuse(f"expected {'a number' if s.kind == 'float' else 'an integer'}") from None
+    if s.kind == "float" and not np.isfinite(value):
+        raise refuse("expected a finite number")
+    try:
+        check(setting, value, dtype="float64")
+    except InvalidValue:
+        raise refuse(f"must be {in_words(s)}") from None
+    return value
+
+
+def in_words(s: Setting) -> str:
+    """A setting's range as a flag's error says it: ``> 0``, ``in [0, 1)``, ``an integer in ...``."""
+    if s.kind != "float":
+        return f"an integer in [{s.low}, {s.high}]"
+    if s.high is None:
+        return f"{'>' if s.low_open else '>='} {s.low:g}"
+    return f"in [{s.low:g}, {s.high:g})"
 
 
 def check_learning_rate(learning_rate, *, name: str = "learning_rate") -> None:
