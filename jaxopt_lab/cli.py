@@ -135,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 
 
-def progress_bar(total: int, *, enabled: bool, desc: str | None = None):
+def progress_bar(total: int, *, enabled: bool, desc: str | None = None, unit: str = "epoch"):
     """A tqdm bar on stderr that shows itself only after a second, or a disabled one."""
     from tqdm import tqdm  # imported here: the bar is the only user
 
     return tqdm(
-        total=total, desc=desc, unit="epoch", delay=1.0, disable=not enabled, leave=False,
-        dynamic_ncols=True, file=sys.stderr,
+        total=total, desc=desc, unit=unit, delay=1.0, disable=not enabled, leave=False,
+        dynamic_ncols=True, file=sys.stderr, unit_scale=unit != "epoch",
     )  # fmt: skip
 
 
@@ -278,9 +278,15 @@ def run_sweep(args: argparse.Namespace) -> int:
     )  # fmt: skip
     values = {name: getattr(args, name) for name in AXES}
     start = time.perf_counter()
-    with progress_bar(args.epochs, enabled=progress_wanted(args.no_progress), desc="sweep") as bar:
+    wanted = progress_wanted(args.no_progress)
+    with progress_bar(0, enabled=wanted, desc="sweep", unit="run-epoch") as bar:
+
+        def on_progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
         try:
-            rows = runs.sweep_runs(base, values, args.seeds, on_epochs=lambda e: bar.update(e - bar.n))
+            table = runs.sweep_table(base, values, args.seeds, on_progress=on_progress)
         except runtime.Stopped as stop:
             return stopped(bar, stop, "sweep stopped; nothing written")
     seconds = time.perf_counter() - start
@@ -289,20 +295,21 @@ def run_sweep(args: argparse.Namespace) -> int:
             "writes the results")  # fmt: skip
         return 0
     devices = len(jax.devices())
-    print(f"{len(rows)} runs x {args.epochs} epochs on {devices} {jax.default_backend()} "
+    print(f"{len(table)} runs x {args.epochs} epochs on {devices} {jax.default_backend()} "
           f"device(s) in {seconds:.2f} s")  # fmt: skip
-    diverged = sum(row["diverged_at_epoch"] is not None for row in rows)
+    diverged = int(table.diverged.sum())
     if diverged:
-        print(f"diverged: {diverged} of {len(rows)} runs (cost not finite; never ranked best)")
-    best = runs.best_run(rows)
+        print(f"diverged: {diverged} of {len(table)} runs (cost not finite; never ranked best)")
+    best = table.best()
     if best is None:
         print("best: none, every run diverged")
     else:
-        setting = ", ".join(f"{k} {best[k]}" for k in runs.sweep_grid(args.optimizer, values))
-        print(f"best: {setting}, seed {best['seed']}: accuracy {best['accuracy']!r}, "
-              f"final cost {best['final_cost']:.6f}")  # fmt: skip
+        row = table.rows([best])[0]
+        setting = ", ".join(f"{k} {row[k]}" for k in table.grid)
+        print(f"best: {setting}, seed {row['seed']}: accuracy {row['accuracy']!r}, "
+              f"final cost {row['final_cost']:.6f}")  # fmt: skip
     if args.out is not None:
-        results.write_sweep(args.out, base, rows, seconds, devices)
+        results.write_sweep(args.out, base, table, seconds, devices)
     return 0
 
 

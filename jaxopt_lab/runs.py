@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import dataclasses
 import math
 import threading
 import time
@@ -426,6 +427,58 @@ def sweep_factory(base: RunConfig, m: int) -> Callable[..., optax.GradientTransf
     return make_optimizer
 
 
+PEER_CHECK_SECONDS = 0.5  # a multi-process sweep asks after its peers at most this often
+
+
+def sweep_table(
+    base: RunConfig,
+    values: Mapping[str, Sequence[Any]],
+    seeds: Sequence[int],
+    *,
+    on_progress: Callable[[int, int], None] | None = None,
+    block_runs: int | None = None,
+    as_rows: bool = False,
+):
+    """A sweep of ``base.optimizer`` over candidate ``values`` of its settings, for every seed;
+    the results as columns (:class:`jaxopt_lab.sweep.SweepTable`), settings named by
+    ``RunConfig`` fields, ``optimizer`` set to ``base.optimizer``.
+
+    The grid is :func:`sweep_grid` of ``values`` (lists per :class:`RunConfig` field); epochs,
+    batch size and interval come from ``base``. Runs on every device of every process, block by
+    block (:func:`jaxopt_lab.sweep.sweep_table`); in a multi-process sweep a lost peer stops this
+    process at the next chunk boundary (:class:`distributed.DistributedError`), and so does a
+    signal (:class:`runtime.Stopped`). A grid whose results would not fit in memory is refused
+    before training (an :class:`InvalidValue` naming ``grid`` with the number that fits).
+
+    Args:
+      on_progress: called after every chunk of every block with ``(done, total)`` run-epochs.
+      block_runs: runs per device per block (default: sized to the cache).
+      as_rows: the caller will turn every run into a dict (counted in the memory check).
+    """
+    from jaxopt_lab import sweep
+
+    X, Y = data.load_moons()
+    grid = sweep_grid(base.optimizer, values)
+    checked = -math.inf
+    with runtime.deferred_stops() as stops:
+
+        def each_chunk(done: int, total: int) -> None:
+            nonlocal checked
+            if on_progress is not None:
+                on_progress(done, total)
+            if time.monotonic() - checked > PEER_CHECK_SECONDS:
+                distributed.check_peers()  # a lost peer ends this process too
+                checked = time.monotonic()
+            stops.check()
+
+        table = sweep.sweep_table(
+            X, Y, LAYERS_DIMS, sweep_factory(base, X.shape[1]), grid, seeds=seeds,
+            num_epochs=base.epochs, mini_batch_size=base.mini_batch_size, on_progress=each_chunk,
+            block_runs=block_runs, as_rows=as_rows,
+        )  # fmt: skip
+    return dataclasses.replace(table, optimizer=base.optimizer)
+
+
 def sweep_runs(
     base: RunConfig,
     values: Mapping[str, Sequence[Any]],
@@ -433,38 +486,20 @@ def sweep_runs(
     *,
     on_epochs: Callable[[int], None] | None = None,
 ) -> list[dict]:
-    """A sweep of ``base.optimizer`` over candidate ``values`` of its settings, for every seed.
+    """:func:`sweep_table` as one dict per run (the rows of :func:`jaxopt_lab.sweep.sweep`).
 
-    The grid is :func:`sweep_grid` of ``values`` (lists per :class:`RunConfig` field); epochs,
-    batch size and interval come from ``base``. Runs on every device of every process
-    (:func:`jaxopt_lab.sweep.sweep`); in a multi-process sweep a lost peer stops this process at
-    the next chunk boundary (:class:`distributed.DistributedError`), and so does a signal
-    (:class:`runtime.Stopped`).
-
-    Returns:
-      The rows of :func:`jaxopt_lab.sweep.sweep`, named by ``RunConfig`` fields, ``optimizer``
-      set to ``base.optimizer``.
+    ``on_epochs`` is called after every chunk with the epochs done so far, counted over the
+    whole grid (the share of run-epochs done, times ``base.epochs``): it rises to
+    ``base.epochs`` once, however many blocks the grid takes.
     """
-    from jaxopt_lab import sweep
 
-    X, Y = data.load_moons()
-    grid = sweep_grid(base.optimizer, values)
-    with runtime.deferred_stops() as stops:
+    def progress(done: int, total: int) -> None:
+        on_epochs(done * base.epochs // total)
 
-        def each_chunk(epoch: int, costs) -> None:
-            del costs
-            if on_epochs is not None:
-                on_epochs(epoch)
-            distributed.check_peers()  # a lost peer ends this process too
-            stops.check()
-
-        rows = sweep.sweep(
-            X, Y, LAYERS_DIMS, sweep_factory(base, X.shape[1]), grid, seeds=seeds,
-            num_epochs=base.epochs, mini_batch_size=base.mini_batch_size, on_chunk=each_chunk,
-        )  # fmt: skip
-    for row in rows:
-        row["optimizer"] = base.optimizer
-    return rows
+    table = sweep_table(
+        base, values, seeds, on_progress=progress if on_epochs is not None else None, as_rows=True
+    )
+    return table.rows()
 
 
 def best_run(rows: Sequence[dict]) -> dict | None:

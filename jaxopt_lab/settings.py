@@ -136,6 +136,9 @@ COMMAND_SETTINGS: tuple[Setting, ...] = (  # how runs are carried out, swept and
     Setting("peer_timeout", "int", 60,
             "seconds of silence after which a process counts as lost", low=1, high=MAX_INT32,
             metavar="S"),
+    Setting("block_runs", "int", None,
+            "runs each device trains at once (default: as many as fit a core's cache); results "
+            "do not depend on it", low=1, high=2**24, metavar="N"),
 )  # fmt: skip
 
 SETTINGS = RUN_SETTINGS + COMMAND_SETTINGS
