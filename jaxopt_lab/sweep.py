@@ -20,6 +20,7 @@ results come back as arrays (:class:`SweepTable`); rows as dicts are made only w
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import itertools
@@ -389,13 +390,13 @@ def _ceil_pow2(n: int) -> int:
 
 def runs_per_block(layers_dims: Sequence[int], mini_batch_size: int, platform: str | None = None) -> int:
     """How many runs one device trains at once: on a CPU, as many as keep one mini-batch step's
-    activations in a core's L2 cache, ``L2 / (2 * mini_batch_size * sum(layers_dims) *
+    activations in a core's L2 cache, ``L2 / (mini_batch_size * sum(layers_dims[1:]) *
     itemsize)`` as a power of two (the lesson's network in float32 with 1 MiB: 512 runs); on an
     accelerator :data:`ACCELERATOR_BLOCK`."""
     if (platform or jax.default_backend()) != "cpu":
         return ACCELERATOR_BLOCK
     itemsize = np.dtype(jnp.result_type(float)).itemsize
-    step_bytes = 2 * min(mini_batch_size, 2**20) * sum(layers_dims) * itemsize
+    step_bytes = min(mini_batch_size, 2**20) * sum(layers_dims[1:]) * itemsize
     return int(np.clip(_floor_pow2(_cache_bytes() // step_bytes), 8, 8192))
 
 
@@ -535,6 +536,35 @@ def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_se
     ), start, (runs, seed_axis, config_axis, replicated)  # fmt: skip
 
 
+class _Chunk(NamedTuple):
+    """A dispatched chunk of one block, read back once the next one is queued."""
+
+    seeds: slice  # the block's real runs (padding excluded) along each axis
+    configs: slice
+    epochs: tuple[int, int]  # (first, n)
+    costs: jax.Array
+    results: tuple | None  # (final cost, first diverged epoch, correct predictions) on a last chunk
+
+
+@functools.cache
+def _cutter(mesh: Mesh, blocks: Blocks):
+    """``(seeds, configs, at) -> (block seeds, block configs)``: a block of the whole grid (held
+    on every device), each device keeping its share. One dispatch a block, not one transfer per
+    number; the block's program does not depend on the grid's size."""
+    seed_axis = NamedSharding(mesh, PartitionSpec(AXIS) if blocks.shard_seeds else PartitionSpec())
+    config_axis = NamedSharding(mesh, PartitionSpec() if blocks.shard_seeds else PartitionSpec(AXIS))
+
+    def cut(seeds, configs, at):
+        def take(x, start, size):
+            return jax.lax.dynamic_slice_in_dim(x, start, size)
+
+        return take(seeds, at[0], blocks.seeds), jax.tree.map(
+            lambda x: take(x, at[1], blocks.configs), configs
+        )
+
+    return jax.jit(cut, out_shardings=(seed_axis, config_axis))
+
+
 # ---------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------
@@ -617,42 +647,57 @@ def sweep_table(
     )
 
     XY = _global(XY_host, replicated)
-    seeds_u32 = seeds.astype(np.uint32)
+    # The whole grid goes to the devices once; a small program cuts each block out of it.
+    padded = [n * k for n, k in zip((blocks.seeds, blocks.configs), blocks.counts, strict=True)]
+    pad_s, pad_c = (np.minimum(np.arange(p), n - 1) for p, n in zip(padded, (len(seeds), n_configs), strict=True))
+    everything = _global(
+        (seeds.astype(np.uint32)[pad_s], (pad_c.astype(np.int32), [x[pad_c] for x in numbers])),
+        replicated,
+    )  # fmt: skip
+    cut = _cutter(mesh, blocks)
     n_seeds, total = len(seeds), len(seeds) * n_configs * num_epochs
     final_cost = np.empty((n_seeds, n_configs), dtype)
     diverged_at = np.empty((n_seeds, n_configs), np.int64)
     correct = np.empty((n_seeds, n_configs), np.int64)
     history = np.empty((n_seeds, n_configs, num_epochs), dtype) if keep_costs else None
-    state = None
     done = 0
+
+    def retire(chunk: _Chunk) -> None:
+        """Read back a finished chunk (the next one is already queued: no idle device)."""
+        nonlocal done
+        s, c, (first, n) = chunk.seeds, chunk.configs, chunk.epochs
+        height, width = s.stop - s.start, c.stop - c.start
+        if history is not None:
+            history[s, c, first : first + n] = _host(chunk.costs)[:height, :width, :n]
+        if chunk.results is not None:
+            for target, result in zip((final_cost, diverged_at, correct), chunk.results, strict=True):
+                target[s, c] = _host(result)[:height, :width]
+        done += height * width * n
+        if on_chunk is not None:
+            on_chunk(first + n, chunk.costs.block_until_ready())
+        if on_progress is not None:
+            chunk.costs.block_until_ready()
+            on_progress(done, total)
+
+    state, queue = None, collections.deque()
     for b_seed, b_config in itertools.product(*(range(c) for c in blocks.counts)):
-        s = _block_index(b_seed, blocks.seeds, n_seeds)
-        c = _block_index(b_config, blocks.configs, n_configs)
-        block_numbers = _global((c.astype(np.int32), [x[c] for x in numbers]), config_axis)
-        block_seeds = _global(seeds_u32[s], seed_axis)
+        at = (b_seed * blocks.seeds, b_config * blocks.configs)
+        block_seeds, block_configs = cut(*everything, at)
         if state is None:
-            state = _empty_state(start, block_numbers, block_seeds, runs)
-        real_s, real_c = s[: _real(s)], c[: _real(c)]
+            state = _empty_state(start, block_configs, block_seeds, runs)
+        seed_rows = slice(at[0], min(at[0] + blocks.seeds, n_seeds))
+        config_rows = slice(at[1], min(at[1] + blocks.configs, n_configs))
         epoch = 0
         while epoch < num_epochs:
             n = min(length, num_epochs - epoch)
             last = epoch + n == num_epochs
-            state, costs, results = run_block(state, block_numbers, block_seeds, XY, (epoch, n), last)
-            if keep_costs:
-                history[np.ix_(real_s, real_c, np.arange(epoch, epoch + n))] = _host(costs)[
-                    : len(real_s), : len(real_c), :n
-                ]
+            state, costs, results = run_block(state, block_configs, block_seeds, XY, (epoch, n), last)
+            queue.append(_Chunk(seed_rows, config_rows, (epoch, n), costs, results if last else None))
+            if len(queue) > 1:
+                retire(queue.popleft())
             epoch += n
-            done += len(real_s) * len(real_c) * n
-            if on_chunk is not None:
-                on_chunk(epoch, costs.block_until_ready())
-            if on_progress is not None:
-                costs.block_until_ready()
-                on_progress(done, total)
-        cost, bad, right = (_host(r)[: len(real_s), : len(real_c)] for r in results)
-        final_cost[np.ix_(real_s, real_c)] = cost
-        diverged_at[np.ix_(real_s, real_c)] = bad
-        correct[np.ix_(real_s, real_c)] = right
+    while queue:
+        retire(queue.popleft())
 
     diverged = diverged_at >= 0
     accuracy = np.where(diverged, np.nan, correct / m)
@@ -673,17 +718,6 @@ def sweep_table(
         accuracy=by_run(accuracy),
         costs=None if history is None else by_run(history),
     )
-
-
-def _block_index(block: int, size: int, n: int) -> np.ndarray:
-    """The runs of one block along an axis; past the end it repeats the last run (padding, whose
-    results are dropped). The real ones come first."""
-    return np.minimum(np.arange(block * size, (block + 1) * size), n - 1)
-
-
-def _real(index: np.ndarray) -> int:
-    """How many entries of a block's index are real runs (not padding)."""
-    return int(np.searchsorted(index, index[-1])) + 1
 
 
 def _empty_state(start, numbers, seeds, runs: NamedSharding):
