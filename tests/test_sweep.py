@@ -7,6 +7,7 @@ Several host devices only exist if XLA is told before JAX starts, hence the subp
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,6 +23,7 @@ import pytest
 from jax.tree_util import Partial
 
 from jaxopt_lab import data, model, optimizers, runs, sweep, train
+from jaxopt_lab.settings import InvalidValue
 
 LAYERS = [2, 5, 2, 1]
 X, Y = data.load_moons()
@@ -230,7 +232,11 @@ BAD_SWEEP_ARGS = [
     ("grid", {"grid": {"lr": [0.01]}}),  # not an argument of adam
     ("seeds", {"seeds": None}),
     ("seeds", {"seeds": 3}),
-    ("seed", {"seeds": [2**63]}),
+    ("seeds", {"seeds": [None]}),  # course randomness is one run (train.fit), not a sweep
+    ("seeds", {"seeds": [0, 1.5]}),
+    ("seeds", {"seeds": [2**63]}),
+    ("seeds", {"seeds": [2**64]}),
+    ("block_runs", {"block_runs": 0}),
     ("on_chunk", {"on_chunk": 5}),
     ("GradientTransformation", {"optimizer": lambda learning_rate: "adam"}),
     (
@@ -245,6 +251,139 @@ def test_sweep_refuses_bad_input_naming_it(name, change):
     args = {"optimizer": "adam", "grid": {"learning_rate": [0.01]}}
     kwargs = {k: v for k, v in change.items() if k not in args}
     args.update({k: v for k, v in change.items() if k in args})
-    with pytest.raises(ValueError, match=name) as caught:
-        sweep.sweep(X, Y, LAYERS, args["optimizer"], args["grid"], num_epochs=2, **kwargs)
+    function = sweep.sweep_table if "block_runs" in kwargs else sweep.sweep
+    with pytest.raises(InvalidValue, match=name) as caught:
+        function(X, Y, LAYERS, args["optimizer"], args["grid"], num_epochs=2, **kwargs)
     assert "\n" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps at scale: blocks, columns, the grid's numbers as arrays, refusals before training
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_blocked_sweep_gives_the_rows_of_one_block(rows):
+    # 4 runs a block: (2 seeds, 2 configurations), three blocks, the programs of another shape.
+    progress = []
+    table = sweep.sweep_table(
+        X, Y, LAYERS, "adam", GRID, seeds=SEEDS, num_epochs=EPOCHS, chunk_epochs=CHUNK,
+        keep_costs=True, block_runs=4, on_progress=lambda done, total: progress.append((done, total)),
+    )  # fmt: skip
+    assert sweep.plan_blocks(2, 6, 1, 4).counts == (1, 3)
+    np.testing.assert_allclose(table.costs, [r["costs"] for r in rows], rtol=1e-6, atol=1e-7)
+    assert table.rows() == pytest.approx(rows, rel=1e-6)
+    assert [r["accuracy"] for r in table.rows()] == [r["accuracy"] for r in rows]
+    # progress in run-epochs: after every chunk of every block, rising to the total once
+    total = 12 * EPOCHS
+    assert [t for _, t in progress] == [total] * 9 and progress[-1][0] == total
+    assert [d for d, _ in progress] == sorted(d for d, _ in progress)
+
+
+def test_the_table_has_the_rows_columns_and_best_run_in_grid_order(rows):
+    table = sweep.sweep_table(X, Y, LAYERS, "adam", GRID, seeds=SEEDS, num_epochs=EPOCHS,
+                              chunk_epochs=CHUNK, keep_costs=True)  # fmt: skip
+    assert len(table) == 12 and table.shape == (3, 2, 2)
+    columns = table.columns()
+    assert columns["learning_rate"].tolist() == [r["learning_rate"] for r in rows]
+    assert columns["b1"].tolist() == [r["b1"] for r in rows]
+    assert columns["seed"].tolist() == [r["seed"] for r in rows]
+    assert table.rows([3, 0]) == [rows[3], rows[0]]
+    assert rows[table.best()] is runs.best_run(rows)
+
+
+def test_the_grid_is_built_from_one_factory_call_per_text_value():
+    calls = []
+
+    def counted(**config):
+        calls.append(config)
+        return runs.sweep_factory(runs.RunConfig("momentum"), X.shape[1])(**config)
+
+    grid = {"learning_rate": [0.1, 0.01, 0.5], "beta": [0.8, 0.9],
+            "decay": ["none", "inverse-time"], "decay_rate": [0.3, 2.0]}  # fmt: skip
+    numbers, structure, _ = sweep.grid_numbers(counted, "momentum", grid)
+    # the first configuration alone, once per decay on arrays of the 12 others, the last alone
+    assert len(calls) == 4 and [c["decay"] for c in calls[1:3]] == ["none", "inverse-time"]
+    assert np.shape(calls[1]["learning_rate"]) == np.shape(calls[1]["decay_rate"]) == (12,)
+    one_by_one, same = train.stack_optimizers(
+        [counted(**point) for point in sweep.grid_points(grid)]
+    )
+    assert same == structure
+    for a, b in zip(numbers, one_by_one, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_factory_that_needs_plain_numbers_is_called_per_configuration():
+    def picky(learning_rate):
+        return optimizers.gd(float(learning_rate))  # float() of an array fails: one by one
+
+    numbers, _, _ = sweep.grid_numbers(picky, "picky", {"learning_rate": [0.1, 0.2, 0.3]})
+    np.testing.assert_array_equal(numbers[0], np.float32([0.1, 0.2, 0.3]))
+
+
+def test_a_grid_whose_results_do_not_fit_is_refused_before_training():
+    huge = {"learning_rate": np.geomspace(1e-4, 1, 10**4), "b1": np.linspace(0, 0.9, 10**4)}
+    with pytest.raises(InvalidValue, match=r"10\^8|100,000,000 runs") as caught:
+        sweep.sweep(X, Y, LAYERS, "adam", huge, seeds=[0], num_epochs=2, devices=None)
+    message = str(caught.value)
+    assert caught.value.name == "grid" and "\n" not in message
+    fits = int(message.split("at most ")[1].split(" runs")[0].replace(",", ""))
+    assert fits == sweep.available_memory() // 2 // (sweep.RESULT_BYTES + sweep.ROW_BYTES)
+    # as columns the same grid fits; under a small budget it says how many would
+    with pytest.raises(InvalidValue, match="at most 1,000 runs fit"):
+        sweep.check_fits(10**8, num_epochs=2, keep_costs=False, as_rows=False,
+                         memory_budget=1000 * sweep.RESULT_BYTES)  # fmt: skip
+
+
+def test_blocks_split_the_longer_axis_and_stay_near_the_target():
+    for seeds, configs, devices, per_device in [(1, 10**6, 2, 512), (3, 40_000, 2, 512),
+                                                (10**5, 2, 4, 256), (2000, 2000, 2, 512)]:  # fmt: skip
+        blocks = sweep.plan_blocks(seeds, configs, devices, per_device)
+        along = (blocks.seeds, blocks.configs)[not blocks.shard_seeds]
+        assert along % devices == 0
+        assert blocks.seeds * blocks.configs <= 2 * devices * per_device
+        assert blocks.counts[0] * blocks.seeds >= seeds and blocks.counts[1] * blocks.configs >= configs
+        assert blocks.shard_seeds == (seeds > configs)
+
+
+def test_the_csv_holds_every_row_and_reads_back_exactly(tmp_path, rows):
+    import csv
+
+    from jaxopt_lab import results
+
+    table = sweep.sweep_table(X, Y, LAYERS, "adam", GRID, seeds=SEEDS, num_epochs=EPOCHS,
+                              chunk_epochs=CHUNK)  # fmt: skip
+    bad = np.arange(len(table)) == 1  # a diverged run writes empty fields
+    table = dataclasses.replace(
+        table, diverged_at_epoch=np.where(bad, 3, table.diverged_at_epoch),
+        final_cost=np.where(bad, np.nan, table.final_cost),
+        accuracy=np.where(bad, np.nan, table.accuracy),
+    )  # fmt: skip
+    path = results.write_sweep_csv(tmp_path / "sweep.csv", table)
+    with path.open() as f:
+        read = list(csv.DictReader(f))
+    assert len(read) == len(rows)
+    for got, row in zip(read, table.rows(), strict=True):
+        assert got["optimizer"] == "adam" and int(got["seed"]) == row["seed"]
+        assert float(got["learning_rate"]) == row["learning_rate"] and float(got["b1"]) == row["b1"]
+        if row["diverged_at_epoch"] is None:
+            assert got["diverged_at_epoch"] == ""
+            assert np.float32(got["final_cost"]) == np.float32(row["final_cost"])
+            assert float(got["accuracy"]) == row["accuracy"]
+        else:
+            assert (got["diverged_at_epoch"], got["final_cost"], got["accuracy"]) == ("3", "", "")
+
+
+def test_cli_refuses_a_grid_too_large_for_memory_in_one_line_before_training(capsys):
+    from jaxopt_lab import cli
+
+    def values(low, high, n):
+        return [f"{v:.9g}" for v in np.linspace(low, high, n)]
+
+    status = cli.main(["sweep", "--learning-rate", *values(1e-4, 1, 4000), "--beta1",
+                       *values(0.1, 0.9, 4000), "--beta2", *values(0.9, 0.999, 1000),
+                       "--epochs", "2", "--no-progress"])  # fmt: skip
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("jaxopt-lab: error: grid has 16,000,000,000 runs")
+    assert "runs fit" in line
