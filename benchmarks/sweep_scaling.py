@@ -32,6 +32,7 @@ TABLE = ((256, 1000, False), (1024, 10, False), (4096, 10, False), (16_384, 10, 
          (40_000, 10, True), (1_000_000, 10, False))  # fmt: skip
 QUICK_TABLE = ((256, 100, False), (4096, 10, False), (40_000, 2, True))
 STEADY_SIZES = (256, 1024, 4096, 16_384, 65_536, 1_000_000)
+ROUNDS = 3  # interleaved rounds of the steady-rate measurement
 
 
 def grid_flags(configs: int) -> list[str]:
@@ -86,7 +87,7 @@ def table_rows(checkout: Path, table, scratch: Path, *, before: bool, limit: int
     return rows
 
 
-def library_rows(quick: bool) -> dict:
+def library_rows(quick: bool, steady_only: bool = False) -> dict:
     """In this process, on one host device per core: the steady rate at each grid size, the
     1,000,000 x 2 goal against 256 x 7,813, pictures and files of a 40,000-run sweep, a profile
     of the 16,384-run sweep, and pandas loading a million-row sweep.csv."""
@@ -117,17 +118,34 @@ def library_rows(quick: bool) -> dict:
                                   num_epochs=epochs, **kwargs)  # fmt: skip
         return time.perf_counter() - start, table
 
+    def cpu_timed(configs, epochs):
+        start, cpu = time.perf_counter(), time.process_time()
+        timed(configs, epochs)
+        return time.perf_counter() - start, time.process_time() - cpu
+
     found: dict = {"steady": []}
     sizes = STEADY_SIZES[:3] if quick else STEADY_SIZES
-    for configs in sizes:  # steady rate: extra epochs' time over extra config-steps
-        e1, e2 = (2, 4) if configs >= 65_536 else (10, 60)
-        timed(configs, e1), timed(configs, e2)  # compile both
-        t1 = min(timed(configs, e1)[0] for _ in range(2))
-        t2 = min(timed(configs, e2)[0] for _ in range(2))
-        rate = configs * (e2 - e1) * STEPS_PER_EPOCH / (t2 - t1)
-        found["steady"].append({"configs": configs, "epochs": [e1, e2], "seconds": [t1, t2],
-                                "steady_config_steps_per_s": rate})  # fmt: skip
-        print(f"  steady {configs}: {rate / 1e6:.2f} M/s ({t1:.2f} s, {t2:.2f} s)", flush=True)
+    # Steady rate: extra epochs' time over extra config-steps, in wall seconds and in CPU seconds
+    # of this process (all its threads; less moved by other work on a shared machine). Rounds
+    # interleave the grid sizes so that a burst of outside load spreads over all of them.
+    pairs = {c: ((2, 4) if c >= 65_536 else (10, 60)) for c in sizes}
+    for configs, epochs in pairs.items():
+        timed(configs, epochs[0]), timed(configs, epochs[1])  # compile both
+    samples = {c: [] for c in sizes}
+    for _ in range(ROUNDS):
+        for configs, (e1, e2) in pairs.items():
+            samples[configs].append((cpu_timed(configs, e1), cpu_timed(configs, e2)))
+    for configs, (e1, e2) in pairs.items():
+        work = configs * (e2 - e1) * STEPS_PER_EPOCH
+        wall = float(np.median([w2 - w1 for (w1, _), (w2, _) in samples[configs]]))
+        cpu = float(np.median([c2 - c1 for (_, c1), (_, c2) in samples[configs]]))
+        found["steady"].append({"configs": configs, "epochs": [e1, e2], "samples": samples[configs],
+                                "steady_config_steps_per_s": work / wall,
+                                "steady_config_steps_per_cpu_s": work / cpu})  # fmt: skip
+        print(f"  steady {configs}: {work / wall / 1e6:.2f} M/s, {work / cpu / 1e6:.2f} M per "
+              "CPU-second", flush=True)  # fmt: skip
+    if steady_only:
+        return found
 
     # The goal: 1,000,000 configurations x 2 epochs against 256 x 7,813 (the same config-steps),
     # interleaved three times.
@@ -189,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "benchmarks" / "out")
     parser.add_argument("--before", type=Path, help="another checkout to run the table on")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--steady-only", action="store_true",
+                        help="only the steady rate per grid size (no commands)")
     parser.add_argument("--before-limit", type=int, default=LIMIT_S, metavar="S",
                         help="seconds before a --before command is killed")
     args = parser.parse_args(argv)
@@ -199,13 +219,15 @@ def main(argv: list[str] | None = None) -> dict:
         print("library ...", flush=True)
         child = subprocess.run(
             [sys.executable, __file__, "--library-part", str(scratch / "library.json"),
-             *(["--quick"] if args.quick else [])],
+             *(["--quick"] if args.quick else []), *(["--steady-only"] if args.steady_only else [])],
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
                  "XDG_CACHE_HOME": str(scratch / "library-cache")},
             check=True,
         )  # fmt: skip
         del child
         found["library"] = json.loads((scratch / "library.json").read_text())
+        if args.steady_only:
+            table, args.before = (), None
         print("commands, after ...", flush=True)
         found["after"] = table_rows(REPO_ROOT, table, scratch, before=False, limit=LIMIT_S)
         if args.before is not None:
@@ -220,7 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--library-part":
-        part = library_rows("--quick" in sys.argv)
+        part = library_rows("--quick" in sys.argv, "--steady-only" in sys.argv)
         Path(sys.argv[2]).write_text(json.dumps(part))
     else:
         main()
