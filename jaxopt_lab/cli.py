@@ -12,6 +12,7 @@ SIGINT, SIGTERM and SIGHUP one line and an exit status, then loads them.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -278,11 +279,12 @@ def run_sweep(args: argparse.Namespace) -> int:
     )  # fmt: skip
     values = {name: getattr(args, name) for name in AXES}
     start = time.perf_counter()
-    wanted = progress_wanted(args.no_progress)
-    with progress_bar(0, enabled=wanted, desc="sweep", unit="run-epoch") as bar:
+    configs = math.prod(len(v) for v in runs.sweep_grid(args.optimizer, values).values())
+    total = configs * len(args.seeds) * args.epochs
+    with progress_bar(total, enabled=progress_wanted(args.no_progress), desc="sweep",
+                      unit="run-epoch") as bar:  # fmt: skip
 
         def on_progress(done: int, total: int) -> None:
-            bar.total = total
             bar.update(done - bar.n)
 
         try:
