@@ -325,9 +325,9 @@ RUNNERS = {"train": run_train, "compare": run_compare, "paths": run_paths, "swee
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
     try:
-        with runtime.stop_on_signals():
+        with runtime.stop_on_signals(say):  # until training defers them: one line and exit
             return _main(argv)
-    except runtime.Stopped as stop:  # before training started, or while results are written
+    except runtime.Stopped as stop:  # a stop no command reported in its own words
         say(f"{stop.signal_name}: stopped")
         return stop.exit_status
     except KeyboardInterrupt:  # Ctrl-C where no handler could be set (not the main thread)

@@ -8,7 +8,7 @@ signals: precision, the compilation cache, backend start-up, CPU devices, atomic
   never half of one. :func:`write_json` and :func:`ensure_writable_dir` build on it.
 - :func:`deferred_stops` turns SIGINT, SIGTERM and SIGHUP (Ctrl-C, ``timeout``, docker, SLURM, a
   closed terminal) into a request that training honours at its next chunk boundary;
-  :func:`stop_on_signals` makes them an immediate :class:`Stopped` outside training;
+  :func:`stop_on_signals` makes them one line and an exit outside training;
   :func:`forward_signals` passes them on to a child process.
 
 This module imports nothing of the project, and JAX only inside the functions that configure it:
@@ -178,12 +178,17 @@ def _fsync_directory(directory: Path) -> None:
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Write a file through ``write(binary_file)`` atomically, creating its folder.
+    """Write a file through ``write(binary_file)`` atomically, creating its folder. A stop signal
+    that arrives meanwhile waits until the file is in place (:func:`deferred_stops`).
 
     Raises:
       OSError: the folder cannot be made or the disk refuses the bytes; no temporary file stays.
     """
-    path = Path(path)
+    with deferred_stops():
+        return _write_then_rename(Path(path), write)
+
+
+def _write_then_rename(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
     try:
@@ -269,13 +274,23 @@ def _handlers(handler) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Inside the block, SIGINT, SIGTERM and SIGHUP raise :class:`Stopped` at once (a command's
-    start-up and its writing of results); :func:`deferred_stops` takes over during training."""
+def stop_on_signals(say: Callable[[str], None]) -> Iterator[None]:
+    """Inside the block, SIGINT, SIGTERM and SIGHUP end the process at once, with one line
+    (``say("SIGTERM: stopped")``) and the shell's exit status 128 + N: a command's start-up, before
+    any work exists. :func:`deferred_stops` takes over during training and while a file is written.
+
+    The process ends from the handler rather than through an exception: a handler runs between any
+    two bytecodes, also inside callbacks that swallow exceptions (JAX's garbage-collection hook
+    prints "Exception ignored" and carries on), where a raised stop would be lost.
+    """
 
     def stop(signum, frame):
         del frame
-        raise Stopped(signum)
+        say(f"{signal.Signals(signum).name}: stopped")
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(128 + signum)
 
     with _handlers(stop):
         yield
@@ -286,6 +301,7 @@ class StopRequests:
 
     def __init__(self):
         self.signum: int | None = None
+        self.acted = False
 
     @property
     def requested(self) -> bool:
@@ -299,6 +315,7 @@ class StopRequests:
     def check(self, state: Any = None) -> None:
         """Raise :class:`Stopped` with ``state`` if a signal arrived; call at a chunk boundary."""
         if self.signum is not None:
+            self.acted = True
             raise Stopped(self.signum, state)
 
 
@@ -307,12 +324,15 @@ def deferred_stops() -> Iterator[StopRequests]:
     """Turn SIGINT, SIGTERM and SIGHUP into a request honoured at the next chunk boundary.
 
     The compiled chunk finishes, the state is consistent, and the code calling
-    :meth:`StopRequests.check` raises :class:`Stopped` carrying it. Outside the main thread (where
-    handlers cannot be set) nothing is recorded.
+    :meth:`StopRequests.check` raises :class:`Stopped` carrying it. A signal no check acted on is
+    delivered again when the block ends, to the handler it found (outside the main thread, where
+    handlers cannot be set, nothing is deferred).
     """
     requests = StopRequests()
     with _handlers(requests.record):
         yield requests
+    if requests.signum is not None and not requests.acted and _in_main_thread():
+        signal.raise_signal(requests.signum)
 
 
 @contextlib.contextmanager
