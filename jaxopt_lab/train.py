@@ -113,7 +113,10 @@ def fit(
       optimizer: any ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)`` or
         ``optax.lamb(0.01)``. It sees the params dict, as in a plain Optax loop, unless it is an
         :class:`~jaxopt_lab.hyperparameters.ElementwiseTransformation` (the hand-rolled ones),
-        which runs over the parameters raveled into one vector: the same result, faster.
+        which runs over the parameters raveled into one vector: the same result, faster. One
+        that takes Optax's extra arguments (``optax.lbfgs()``, ``optax.polyak_sgd()``) gets the
+        batch's loss as ``value``, its gradient as ``grad`` and the loss as ``value_fn``; with
+        ``mini_batch_size >= m`` that is full-batch L-BFGS.
       num_epochs: total epochs of the run (a resumed run counts the epochs already done).
       mini_batch_size: columns per mini-batch; the last batch of an epoch holds the remainder.
       seed: ``None`` for the course's randomness (NumPy seeds), an int for JAX randomness.
