@@ -268,7 +268,7 @@ def test_only_declared_elementwise_optimizers_take_the_flat_path():
 # ---------------------------------------------------------------------------------------------
 
 EXTRA_ARGS_SEED = 4
-EXTRA_ARGS_LAYERS = [2, 3, 1]  # L-BFGS's line search compiles per leaf: fewer leaves, faster tests
+EXTRA_ARGS_LAYERS = [2, 1]  # logistic regression: L-BFGS compiles its line search per leaf
 
 
 @functools.cache
@@ -356,7 +356,7 @@ def test_fit_gives_extra_arguments_as_a_plain_optax_loop_does(
 
     assert result.layout == "tree"
     assert_same_run(result.params, result.costs, expected_params, expected_costs)
-    assert expected_costs[-1] < expected_costs[0] / 2  # it trained
+    assert expected_costs[-1] < 0.7 * expected_costs[0]  # it trained
     # Later chunks reuse the first chunk's program (the line search's initial state is weakly
     # typed, a chunk's returned state is not: fit makes them agree).
     assert compiles[1:] == compiles[:1] * (len(compiles) - 1)
