@@ -7,11 +7,15 @@ beside its factory; the plumbing (how the numbers are boxed, :mod:`jaxopt_lab.hy
 how arguments are checked, :mod:`jaxopt_lab.settings`) lives in modules of its own. Only ``jax`` is
 used for the maths; ``optax`` provides nothing but the ``GradientTransformation`` type.
 
-Beyond the lesson's float32/float64 the rules follow Optax where Optax users expect it: complex
-parameters (``|g|^2`` in the second moments), bfloat16/float16 (bias corrections in float32; Adam's
-``mu_dtype``), extra ``update`` keyword arguments (accepted, ignored), step counters that saturate at
-2**31 - 1, and Python float leaves. Each case is chosen in Python from the dtype when tracing, so the
-float32/float64 program is the same arithmetic as without them.
+Beyond the lesson's float32/float64 the rules follow Optax where Optax users expect it: its dtype
+semantics in every precision mode (a hyperparameter is computed in its own precision, float64
+under x64, and rounded to the dtype of the array it meets, as Optax's Python floats are: float32
+parameters under x64 get float32 arithmetic with float64-made factors, also when ``fit`` or a sweep
+traces the numbers; see :func:`number_like`), complex parameters (``|g|^2`` in the second moments),
+bfloat16/float16 (bias corrections in the hyperparameters' precision; Adam's ``mu_dtype``), extra
+``update`` keyword arguments (accepted, ignored), step counters that saturate at 2**31 - 1, and
+Python float leaves. Each case is chosen in Python from the dtypes when tracing, so the float32 and
+float64 programs are the same arithmetic as without them.
 """
 
 from __future__ import annotations
@@ -37,22 +41,17 @@ ScalarOrSchedule = float | jax.Array | Schedule
 
 def ema(average, x, decay):
     """One step of an exponential moving average: ``decay * average + (1 - decay) * x``."""
-    return decay * average + (1 - decay) * x
+    return number_like(decay, average) * average + number_like(1 - decay, x) * x
 
 
 def debiased(moment, decay, count):
     """Adam's bias correction ``moment / (1 - decay^t)``, t the number of updates so far.
 
-    ``1 - decay^t`` is computed in the moment's dtype for float32/float64, in float32 below it
-    (``0.999`` is 1.0 in bfloat16) and in the real dtype for complex moments, then cast to the
-    moment's dtype; t is a float there, since an int32 power would promote under x64.
+    As in Optax, ``1 - decay^t`` is computed in the precision of ``decay`` and the int32 count
+    (float64 under x64 for a Python float; float32 otherwise), never in a low-precision moment's
+    (``0.999`` is 1.0 in bfloat16), then rounded to the moment's dtype for the division.
     """
-    dtype = np.dtype(moment.dtype)
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        dtype = np.finfo(dtype).dtype
-    if dtype.itemsize < 4:
-        dtype = np.dtype(np.float32)
-    correction = 1 - jnp.asarray(decay, dtype) ** count.astype(dtype)
+    correction = 1 - decay**count
     return moment / like(correction, moment)
 
 
@@ -64,6 +63,23 @@ def squared(g):
 def like(new, old):
     """``new`` in ``old``'s dtype: a state keeps its dtype whatever the hyperparameters' dtype."""
     return new.astype(old.dtype) if new.dtype != old.dtype else new
+
+
+def number_like(number, x):
+    """A hyperparameter, or a scalar computed from hyperparameters, as Optax's Python floats meet
+    the array ``x``: computed in its own precision, then rounded once to ``x``'s dtype.
+
+    Optax's numbers are Python floats: ``1 - b1`` is computed in double precision and, being weakly
+    typed, rounded to the gradient's dtype where it multiplies it. Here the numbers may also be
+    arrays, traced by ``fit`` and ``sweep`` in float64 under x64: without the rounding, float32
+    parameters would meet float64 factors and their arithmetic would be done in float64 and rounded
+    at the end, another result than Optax's. When the dtypes already agree (float32 mode, float64
+    parameters under x64) nothing is added to the program.
+    """
+    if isinstance(number, (int, float)):  # a Python number: weak typing rounds it already
+        return number
+    dtype = jnp.result_type(x)
+    return number if number.dtype == dtype else number.astype(dtype)
 
 
 def increment(count: jax.Array) -> jax.Array:
@@ -162,7 +178,7 @@ class ScaleByRMSState(NamedTuple):
 def _rms_update(h, grads, state, params=None, **extra_args):
     del params, extra_args
     nu = jax.tree.map(lambda s, g: like(ema(s, squared(g), h.decay), s), state.nu, grads)
-    direction = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + h.eps), grads, nu)
+    direction = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + number_like(h.eps, s)), grads, nu)
     return direction, ScaleByRMSState(nu)
 
 
@@ -223,7 +239,7 @@ def _adam_update(h, grads, state, params=None, **extra_args):
     nu = jax.tree.map(lambda v, g: like(ema(v, squared(g), h.b2), v), state.nu, grads)
 
     def direction(m, v):
-        return debiased(m, h.b1, t) / (jnp.sqrt(debiased(v, h.b2, t)) + h.eps)
+        return debiased(m, h.b1, t) / (jnp.sqrt(debiased(v, h.b2, t)) + number_like(h.eps, v))
 
     # The direction uses the first moment before it is cast to mu_dtype, as Optax's does.
     return jax.tree.map(direction, mu, nu), ScaleByAdamState(t, jax.tree.map(like, mu, state.mu), nu)
@@ -285,7 +301,7 @@ def adam(
       >>> opt = adam(0.1)
       >>> state = opt.init(jnp.zeros(1))
       >>> updates, state = opt.update(jnp.full(1, 3.0), state)
-      >>> round(float(updates[0]), 6)   # the first Adam step is -lr * g / |g|
+      >>> round(float(updates[0]), 4)   # the first Adam step is -lr * g / |g|
       -0.1
     """
     return chain(
@@ -313,8 +329,8 @@ class ScaleByLearningRateState(NamedTuple):
 
 
 def _step(lr, u):
-    u = jnp.asarray(u)  # a Python float leaf has no .astype
-    return (-lr * u).astype(u.dtype)
+    u = jnp.asarray(u)  # a Python float leaf has no dtype
+    return number_like(-lr, u) * u  # Optax's scale and scale_by_schedule: -lr in u's dtype
 
 
 def _scheduled_lr_update(h, updates, state, params=None, **extra_args):

@@ -113,7 +113,10 @@ def fit(
       optimizer: any ``optax.GradientTransformation``, e.g. ``optimizers.adam(0.0007)`` or
         ``optax.lamb(0.01)``. It sees the params dict, as in a plain Optax loop, unless it is an
         :class:`~jaxopt_lab.hyperparameters.ElementwiseTransformation` (the hand-rolled ones),
-        which runs over the parameters raveled into one vector: the same result, faster.
+        which runs over the parameters raveled into one vector: the same result, faster. One
+        that takes Optax's extra arguments (``optax.lbfgs()``, ``optax.polyak_sgd()``) gets the
+        batch's loss as ``value``, its gradient as ``grad`` and the loss as ``value_fn``; with
+        ``mini_batch_size >= m`` that is full-batch L-BFGS.
       num_epochs: total epochs of the run (a resumed run counts the epochs already done).
       mini_batch_size: columns per mini-batch; the last batch of an epoch holds the remainder.
       seed: ``None`` for the course's randomness (NumPy seeds), an int for JAX randomness.
@@ -299,15 +302,34 @@ def epoch_step(optimizer, to_params, view, opt_state, XY, perm, mini_batch_size:
 
 
 def batch_step(optimizer, to_params, view, opt_state, xb, yb):
-    """One update on one mini-batch; returns the new view and state and the batch's summed cost."""
-    (_, total), grads = jax.value_and_grad(_batch_objective, has_aux=True)(view, to_params, xb, yb)
-    updates, opt_state = optimizer.update(grads, opt_state, view)
+    """One update on one mini-batch; returns the new view and state and the batch's summed cost.
+
+    The gradient is that of the batch's mean cross-entropy. A transformation that takes Optax's
+    extra arguments (``optax.GradientTransformationExtraArgs``: L-BFGS and its line search,
+    ``polyak_sgd``, any ``optax.chain``) is also given, as in a plain Optax loop, ``value`` (that
+    mean), ``grad`` (its gradient) and ``value_fn`` (the mean as a function of the parameters in
+    the layout the optimizer sees). The hand-rolled ones ignore them: nothing is computed for them.
+    """
+    (value, total), grads = jax.value_and_grad(_batch_objective, has_aux=True)(
+        view, to_params, xb, yb
+    )
+    if isinstance(optimizer, optax.GradientTransformationExtraArgs):
+        value_fn = functools.partial(_batch_loss, to_params=to_params, xb=xb, yb=yb)
+        updates, opt_state = optimizer.update(
+            grads, opt_state, view, value=value, grad=grads, value_fn=value_fn
+        )
+    else:
+        updates, opt_state = optimizer.update(grads, opt_state, view)
     return optax.apply_updates(view, updates), opt_state, total
 
 
 def _batch_objective(view, to_params, xb, yb):
     per_example = model.cross_entropy(model.forward(to_params(view), xb), yb)
     return jnp.mean(per_example), jnp.sum(per_example)
+
+
+def _batch_loss(view, *, to_params, xb, yb):
+    return _batch_objective(view, to_params, xb, yb)[0]
 
 
 # XLA:CPU hands small reductions to the YNNPACK library by default; for the lesson's tiny layers
@@ -397,7 +419,10 @@ def _shuffle_key(seed):
 def _initial_opt_state(numbers, params, *, structure, layout):
     # One compiled program per optimizer structure: run eagerly, the ravel and every zeros_like
     # of ``init`` would each compile their own (a dozen small compiles at every fresh start).
-    return join_optimizer(numbers, structure).init(view_of(layout, params)[0])
+    state = join_optimizer(numbers, structure).init(view_of(layout, params)[0])
+    # Strongly typed, as a chunk returns it: a weakly typed leaf (Optax's zoom line search starts
+    # with three) would make the second chunk compile the run's program again.
+    return jax.tree.map(lambda leaf: leaf.astype(leaf.dtype), state)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,6 +531,15 @@ def check_fit_args(X, Y, layers_dims, *, num_epochs, mini_batch_size, seed, chun
     X = _real_numbers("X", X)
     if not np.all(np.isfinite(X)):
         raise InvalidValue("X", "must hold finite numbers (found NaN or inf)")
+    run = settings.run_dtype()
+    with np.errstate(over="ignore"):
+        overflows = not np.all(np.isfinite(X.astype(run)))
+    if overflows:  # fit casts X to the run's float: it would train on infinities
+        raise InvalidValue(
+            "X",
+            f"must hold numbers finite in {run.name}, got a magnitude of {np.max(np.abs(X)):.3g}, "
+            "which overflows there: use float64 (JAX_ENABLE_X64=1, or --x64) or rescale X",
+        )
     if Y.shape != (1, X.shape[1]):
         raise InvalidValue("Y", f"must have shape (1, m) = (1, {X.shape[1]}) to match X, got {Y.shape}")
     Y = _real_numbers("Y", Y, allow_bool=True)

@@ -8,6 +8,7 @@ where the hand-rolled ones used to differ from Optax (complex and low-precision 
 
 from __future__ import annotations
 
+import functools
 import pickle
 
 import jax
@@ -16,7 +17,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxopt_lab import optax_equivalents, optimizers, schedules
+from jaxopt_lab import optax_equivalents, optimizers, schedules, train
 
 NAMES = ["gd", "momentum", "rmsprop", "adam"]
 LR = {"gd": 0.1, "momentum": 0.3, "rmsprop": 0.03, "adam": 0.05}
@@ -195,8 +196,17 @@ def test_complex_parabola_converges_like_the_twin(name):
 
 
 @BOTH
-@pytest.mark.parametrize("param_dtype", [jnp.float16, jnp.bfloat16, jnp.complex64])
-def test_low_precision_and_complex_parameters_step_like_the_twin(name, param_dtype):
+@pytest.mark.parametrize(
+    "param_dtype, x64_mode",
+    [(jnp.float16, False), (jnp.bfloat16, False), (jnp.complex64, False), (jnp.bfloat16, True)],
+    ids=["float16", "bfloat16", "complex64", "bfloat16_under_x64"],
+)
+def test_low_precision_and_complex_parameters_step_like_the_twin(name, param_dtype, x64_mode):
+    with jax.enable_x64(x64_mode):
+        _low_precision_steps_like_the_twin(name, param_dtype)
+
+
+def _low_precision_steps_like_the_twin(name, param_dtype):
     params = {"w": jnp.asarray([0.5, -1.0, 2.0], param_dtype)}
     ours, twin = pair(name, 0.01)
     results = []
@@ -411,3 +421,131 @@ def test_optimizers_pass_through_jit_as_arguments():
     lrs = jnp.asarray([0.1, 0.2])
     steps = jax.vmap(lambda lr: first_step(optimizers.gd(lr), g))(lrs)
     np.testing.assert_allclose(steps, -lrs[:, None] * g[None, :], rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Every precision mode: under x64 with float32 parameters (Flax's default) the rules meet float32
+# arrays with numbers made in float64, as Optax's Python floats do, also when the numbers are traced
+# ---------------------------------------------------------------------------------------------
+
+MLP_STEPS = 300
+MLP_LR = {"gd": 0.1, "momentum": 0.1, "rmsprop": 0.003, "adam": 0.01}
+FLOAT32_ROUNDING = 5e-6  # of a leaf's largest magnitude; Adam's gap was 8e-4 before the rounding
+
+
+def _mlp(params, x):
+    return jax.nn.relu(x @ params["w1"]) @ params["w2"]
+
+
+def _mlp_loss(params, x, y):
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(_mlp(params, x), y))
+
+
+def _mlp_problem():
+    """An XOR-like task and a 2-16-1 ReLU network in float32, whatever the precision mode."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2))
+    y = (x[:, :1] * x[:, 1:] > 0).astype(float)
+    params = {"w1": rng.normal(size=(2, 16)) / np.sqrt(2), "w2": rng.normal(size=(16, 1)) / 4}
+    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), (x, y, params))
+
+
+def _plain_loop(optimizer, params, x, y):
+    def step(_, carry):
+        params, state = carry
+        updates, state = optimizer.update(jax.grad(_mlp_loss)(params, x, y), state, params)
+        return optax.apply_updates(params, updates), state
+
+    return jax.lax.fori_loop(0, MLP_STEPS, step, (params, optimizer.init(params)))
+
+
+def _nnx_loop(optimizer, params, x, y):
+    """The same steps through a Flax NNX model and ``nnx.Optimizer`` (which keeps ``tx`` as data)."""
+    nnx = pytest.importorskip("flax.nnx")
+
+    class MLP(nnx.Module):
+        def __init__(self):
+            self.params = nnx.data({k: nnx.Param(v) for k, v in params.items()})
+
+        def __call__(self, x):
+            return _mlp({k: v[...] for k, v in self.params.items()}, x)
+
+    model = MLP()
+    graphdef, state = nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
+
+    def step(_, state):
+        model, nnx_optimizer = nnx.merge(graphdef, state)
+        loss = lambda m: jnp.mean(optax.sigmoid_binary_cross_entropy(m(x), y))  # noqa: E731
+        nnx_optimizer.update(model, nnx.grad(loss)(model))
+        return nnx.state((model, nnx_optimizer))
+
+    model, nnx_optimizer = nnx.merge(graphdef, jax.lax.fori_loop(0, MLP_STEPS, step, state))
+    return {k: v[...] for k, v in model.params.items()}, nnx_optimizer.opt_state
+
+
+def _fit_loop(optimizer, params, x, y):
+    """``optimizer`` with its numbers traced as ``fit`` traces them: split off and passed to ``jit``
+    (Python floats become weakly typed float64 tracers under x64), then rebuilt."""
+    numbers, structure = train.split_optimizer(optimizer)
+    run = lambda n: _plain_loop(train.join_optimizer(n, structure), params, x, y)  # noqa: E731
+    return jax.jit(run)(numbers)
+
+
+def _sweep_loop(optimizer, params, x, y):
+    """``optimizer`` with its numbers traced as ``sweep`` traces them: stacked into float64 arrays
+    under x64 (not weakly typed) and vmapped."""
+    numbers, structure = train.stack_optimizers([optimizer])
+    run = lambda n: _plain_loop(train.join_optimizer(n, structure), params, x, y)  # noqa: E731
+    return jax.tree.map(lambda a: a[0], jax.vmap(run)(numbers))
+
+
+def _ways_to_use(factory, learning_rate):
+    staircase = schedules.per_step(schedules.fixed_interval(learning_rate, 1.0, 2), 50)
+    return {
+        "plain": factory(learning_rate),
+        "staircase": factory(staircase),
+        "chain_multi_steps": optax.MultiSteps(
+            optax.chain(optax.clip_by_global_norm(0.5), factory(learning_rate)), every_k_schedule=3
+        ),
+        "inject_hyperparams": optax.inject_hyperparams(factory)(learning_rate=learning_rate),
+    }
+
+
+def assert_within_float32_rounding(actual, expected, label):
+    """Leaf by leaf: the same dtype, and a largest gap of at most ``FLOAT32_ROUNDING`` times the
+    leaf's largest magnitude."""
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
+        assert a.dtype == e.dtype, label
+        a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        assert np.max(np.abs(a - e)) <= FLOAT32_ROUNDING * np.max(np.abs(e)), label
+
+
+@BOTH
+def test_300_steps_with_float32_parameters_under_x64_like_the_twin(name, x64):
+    x, y, params = _mlp_problem()
+    ours, twin = (
+        _ways_to_use(f[name], MLP_LR[name])
+        for f in (optimizers.OPTIMIZERS, optax_equivalents.OPTIMIZERS)
+    )
+
+    @functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
+    def runs(params):
+        out = {
+            way: (_plain_loop(ours[way], params, x, y), _plain_loop(twin[way], params, x, y))
+            for way in ours
+        }
+        out["nnx"] = (
+            _nnx_loop(ours["plain"], params, x, y),
+            _nnx_loop(twin["plain"], params, x, y),
+        )
+        for traced in (_fit_loop, _sweep_loop):  # the staircase's numbers traced too
+            out[traced.__name__] = (traced(ours["staircase"], params, x, y), out["staircase"][1])
+        return out
+
+    results = runs(params)
+    for way, ((mine, my_state), (theirs, _)) in results.items():
+        assert_within_float32_rounding(mine, theirs, way)
+        # The optimizer state stays in float32, as the twin's does (counters are int32).
+        assert {str(leaf.dtype) for leaf in jax.tree.leaves(my_state)} <= {"float32", "int32"}, way
+    trained = results["plain"][0][0]["w1"]
+    assert np.max(np.abs(trained - params["w1"])) > 0.1  # not a comparison of idle parameters

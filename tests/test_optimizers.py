@@ -288,3 +288,34 @@ def test_adam_state_counts_updates(scheduled):
     # After four equal gradients the EMAs are (1 - b^4) g and (1 - b2^4) g^2.
     np.testing.assert_allclose(adam_state.mu["w"], 1 - 0.9**4, rtol=1e-6)
     np.testing.assert_allclose(adam_state.nu["w"], 1 - 0.999**4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["python_float", "traced_float64"])
+def test_numbers_meet_float32_arrays_as_optax_python_floats_do_under_x64(x64, traced):
+    # Optax's hyperparameters are Python floats: 1 - b and 1 - b**t are made in float64 under x64,
+    # then rounded once to the float32 array they meet. fit and sweep trace the numbers as float64
+    # arrays; they must give that float32 arithmetic, not float64 arithmetic rounded at the end
+    # (the bias correction was computed in float32: about 100 float32 ulps off here).
+    moment = jnp.asarray([0.25, -1.5, 3e-3], jnp.float32)
+    g = jnp.asarray([2.0, 0.125, -7.0], jnp.float32)
+    b, t, eps = 0.999, jnp.asarray(3, jnp.int32), 1e-8
+    expected = (  # Optax's own rules, with Python floats
+        optax.tree.update_moment(g, moment, b, 1),
+        optax.tree.bias_correction(moment, b, t),
+        jnp.abs(moment) + eps,
+    )
+
+    def rules(b, eps):
+        return (
+            optimizers.ema(moment, g, b),
+            optimizers.debiased(moment, b, t),
+            jnp.abs(moment) + optimizers.number_like(eps, moment),
+        )
+
+    if traced:  # as fit and sweep see them
+        got = jax.jit(rules)(jnp.asarray(b, jnp.float64), jnp.asarray(eps, jnp.float64))
+    else:
+        got = rules(b, eps)
+    for mine, theirs in zip(got, expected, strict=True):
+        assert mine.dtype == theirs.dtype == np.float32
+        np.testing.assert_array_max_ulp(mine, theirs, maxulp=1)  # XLA fuses the compiled one

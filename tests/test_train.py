@@ -263,6 +263,142 @@ def test_only_declared_elementwise_optimizers_take_the_flat_path():
         assert any(leaf.ndim == 2 for leaf in jax.tree.leaves(state.opt_state))
 
 
+# ---------------------------------------------------------------------------------------------
+# Transformations that take Optax's extra arguments (value, grad, value_fn) train as in a plain loop
+# ---------------------------------------------------------------------------------------------
+
+EXTRA_ARGS_SEED = 4
+EXTRA_ARGS_LAYERS = [2, 1]  # logistic regression: L-BFGS compiles its line search per leaf
+
+
+@functools.cache
+def extra_args_transformation(name):
+    return {"lbfgs": optax.lbfgs, "polyak_sgd": optax.polyak_sgd}[name]()
+
+
+@functools.cache
+def extra_args_step(name):
+    """One step of a plain Optax loop as Optax's documentation writes one for L-BFGS: the batch's
+    mean cross-entropy is passed as ``value``, its gradient as ``grad`` and the loss of the params
+    dict as ``value_fn``. Jitted once per transformation (and batch shape)."""
+    optimizer = extra_args_transformation(name)
+
+    @jax.jit
+    def step(params, state, xb, yb):
+        def objective(p):
+            per_example = model.cross_entropy(model.forward(p, xb), yb)
+            return jnp.mean(per_example), jnp.sum(per_example)
+
+        (value, total), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        value_fn = lambda p: objective(p)[0]  # noqa: E731
+        updates, state = optimizer.update(
+            grads, state, params, value=value, grad=grads, value_fn=value_fn
+        )
+        return optax.apply_updates(params, updates), state, total
+
+    return step
+
+
+@functools.cache
+def extra_args_reference(name, m, mini_batch_size):
+    """That step over the first ``m`` examples, with the batches, orders, initial parameters and
+    reported costs of ``optax_reference``."""
+    optimizer, step = extra_args_transformation(name), extra_args_step(name)
+    params = jax.tree.map(jnp.asarray, model.init_params(EXTRA_ARGS_LAYERS, EXTRA_ARGS_SEED))
+    # Strongly typed as step returns it (the line search starts with weakly typed leaves), so that
+    # step compiles once; jitted, so that init is one compile rather than one per leaf and op.
+    strong = lambda state: jax.tree.map(lambda leaf: leaf.astype(leaf.dtype), state)  # noqa: E731
+    state = jax.jit(lambda p: strong(optimizer.init(p)))(params)
+    key = train.shuffle_key(EXTRA_ARGS_SEED)
+    costs = []
+    for epoch in range(TREE_EPOCHS):
+        order = np.asarray(data.epoch_permutation(key, epoch, m))
+        X_shuffled, Y_shuffled = X[:, order].astype(np.float32), Y[:, order].astype(np.float32)
+        total = 0.0
+        for start in range(0, m, mini_batch_size):
+            cut = slice(start, start + mini_batch_size)
+            params, state, batch_total = step(params, state, X_shuffled[:, cut], Y_shuffled[:, cut])
+            total += float(batch_total)
+        costs.append(total / m)
+    return params, np.array(costs)
+
+
+@pytest.fixture(scope="module")
+def plain_extra_args_loop():
+    """``extra_args_reference``, as a module fixture so that its tests share one pytest-xdist worker
+    and with it the compiled steps."""
+    return extra_args_reference
+
+
+# Full-batch L-BFGS (mini_batch_size >= m) over the first 150 examples, mini-batch L-BFGS in
+# batches of 150: the plain loop compiles its step once for both.
+EXTRA_ARGS_RUNS = pytest.mark.parametrize(
+    "name, m, mini_batch_size",
+    [("lbfgs", M // 2, 1000), ("lbfgs", M, M // 2), ("polyak_sgd", M, 64)],
+    ids=["lbfgs_full_batch", "lbfgs_mini_batch", "polyak_sgd"],
+)
+
+
+@EXTRA_ARGS_RUNS
+def test_fit_gives_extra_arguments_as_a_plain_optax_loop_does(
+    name, m, mini_batch_size, plain_extra_args_loop
+):
+    # Without value, grad and value_fn these fail inside fit with Optax's TypeError.
+    expected_params, expected_costs = plain_extra_args_loop(name, m, mini_batch_size)
+    compiles = []
+
+    result = train.fit(
+        X[:, :m], Y[:, :m], EXTRA_ARGS_LAYERS, extra_args_transformation(name),
+        num_epochs=TREE_EPOCHS, mini_batch_size=mini_batch_size, seed=EXTRA_ARGS_SEED,
+        chunk_epochs=TREE_CHUNK,
+        on_chunk=lambda state: compiles.append(train.compile_clock.backend_compiles),
+    )  # fmt: skip
+
+    assert result.layout == "tree"
+    assert_same_run(result.params, result.costs, expected_params, expected_costs)
+    assert expected_costs[-1] < 0.7 * expected_costs[0]  # it trained
+    # Later chunks reuse the first chunk's program (the line search's initial state is weakly
+    # typed, a chunk's returned state is not: fit makes them agree).
+    assert compiles[1:] == compiles[:1] * (len(compiles) - 1)
+
+
+def test_a_sweep_row_with_extra_arguments_equals_a_plain_optax_loop(plain_extra_args_loop):
+    from jaxopt_lab import sweep
+
+    rows = sweep.sweep(
+        X, Y, EXTRA_ARGS_LAYERS, lambda learning_rate: extra_args_transformation("polyak_sgd"),
+        {"learning_rate": [1.0]}, seeds=[EXTRA_ARGS_SEED], num_epochs=TREE_EPOCHS,
+        chunk_epochs=TREE_CHUNK, keep_costs=True,
+    )  # fmt: skip
+
+    expected_params, expected_costs = plain_extra_args_loop("polyak_sgd", M, 64)
+    np.testing.assert_allclose(rows[0]["costs"], expected_costs, rtol=1e-4, atol=1e-6)
+    predictions = np.asarray(model.predict(expected_params, jnp.asarray(X, jnp.float32)))
+    assert rows[0]["accuracy"] == float(np.mean(predictions == Y))
+
+
+def test_extra_arguments_add_nothing_to_the_flat_path():
+    # The hand-rolled optimizers take value, grad and value_fn and ignore them: the step traces to
+    # the same program as a step that never passes them.
+    optimizer = optimizers.adam(0.01)
+    view, to_params = train.view_of("flat", model.init_params(LAYERS, 0))
+    state = optimizer.init(view)
+    xb, yb = jnp.asarray(X[:, :64], jnp.float32), jnp.asarray(Y[:, :64], jnp.float32)
+
+    def without_extra_arguments(view, state):
+        objective = functools.partial(train._batch_objective, to_params=to_params, xb=xb, yb=yb)
+        (_, total), grads = jax.value_and_grad(objective, has_aux=True)(view)
+        updates, state = optimizer.update(grads, state, view)
+        return optax.apply_updates(view, updates), state, total
+
+    def step(view, state):
+        return train.batch_step(optimizer, to_params, view, state, xb, yb)
+
+    assert str(jax.make_jaxpr(step)(view, state)) == str(
+        jax.make_jaxpr(without_extra_arguments)(view, state)
+    )
+
+
 @MODES
 def test_a_tree_path_run_resumes_from_a_chunk_state(seed):
     optimizer = transformation("lamb")

@@ -25,6 +25,7 @@ BAD_FIT_ARGS = [
     ("X", {"X": np.zeros((2, 0))}),
     ("X", {"X": np.where(X > 1.5, np.nan, X)}),
     ("X", {"X": np.where(X > 1.5, np.inf, X)}),
+    ("X", {"X": X * 1e39}),  # finite in float64, infinite in the run's float32
     ("Y", {"Y": Y[:, :10]}),
     ("Y", {"Y": Y.ravel()}),
     ("Y", {"Y": Y * 2}),
@@ -204,3 +205,11 @@ def test_values_that_round_out_of_range_in_float32_are_refused_there(name, make,
 @pytest.mark.parametrize(("name", "make", "why"), EDGE_OF_FLOAT32[:5])
 def test_the_same_values_are_accepted_in_float64(x64, name, make, why):
     make()
+
+
+def test_features_beyond_float32_are_refused_there_and_accepted_in_float64():
+    huge = X * 1e39
+    with pytest.raises(ValueError, match=r"^X must hold numbers finite in float32, .* overflows"):
+        train.check_fit_args(huge, Y, LAYERS, num_epochs=1, mini_batch_size=64, seed=None, chunk_epochs=None)
+    with jax.enable_x64(True):
+        train.check_fit_args(huge, Y, LAYERS, num_epochs=1, mini_batch_size=64, seed=None, chunk_epochs=None)
