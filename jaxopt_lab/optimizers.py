@@ -39,9 +39,25 @@ ScalarOrSchedule = float | jax.Array | Schedule
 # ---------------------------------------------------------------------------------------------
 
 
-def ema(average, x, decay):
-    """One step of an exponential moving average: ``decay * average + (1 - decay) * x``."""
-    return number_like(decay, average) * average + number_like(1 - decay, x) * x
+def ema(average, x, decay, rest):
+    """One step of an exponential moving average: ``decay * average + (1 - decay) * x``, where
+    ``rest`` is ``1 - decay`` made with the decay (:func:`complement`)."""
+    return number_like(decay, average) * average + number_like(rest, x) * x
+
+
+def complement(decay):
+    """``1 - decay`` as Optax makes it from a Python float: in double precision, on the host,
+    when the factory is called; rounded later, once, to the dtype it meets (:func:`number_like`).
+
+    Made inside the update from a float32 number (``fit`` traces the numbers in float32 when x64
+    is off), ``1 - 0.999`` would be 0.00099998713 instead of 0.0010000000475. A value traced by the
+    caller's own ``jit``/``vmap`` is not known yet and is taken in its own precision.
+    """
+    if isinstance(decay, jax.core.Tracer):
+        return 1 - decay
+    if isinstance(decay, (int, float)):
+        return 1 - decay
+    return np.subtract(1.0, np.asarray(decay, np.float64))
 
 
 def debiased(moment, decay, count):
@@ -127,7 +143,7 @@ class ScaleByMomentumState(NamedTuple):
 
 def _momentum_update(h, grads, state, params=None, **extra_args):
     del params, extra_args
-    velocity = jax.tree.map(lambda v, g: like(ema(v, g, h.beta), v), state.velocity, grads)
+    velocity = jax.tree.map(lambda v, g: like(ema(v, g, h.beta, h.rest), v), state.velocity, grads)
     return velocity, ScaleByMomentumState(velocity)
 
 
@@ -142,7 +158,7 @@ def scale_by_momentum(beta: float = 0.9) -> ElementwiseTransformation:
     (``v = beta v + g``), the same direction scaled by ``1 / (1 - beta)`` only at steady state.
     """
     check("beta", beta)
-    return elementwise(_momentum_init, _momentum_update, beta=beta)
+    return elementwise(_momentum_init, _momentum_update, beta=beta, rest=complement(beta))
 
 
 def momentum(learning_rate: ScalarOrSchedule, beta: float = 0.9) -> optax.GradientTransformation:
@@ -177,7 +193,7 @@ class ScaleByRMSState(NamedTuple):
 
 def _rms_update(h, grads, state, params=None, **extra_args):
     del params, extra_args
-    nu = jax.tree.map(lambda s, g: like(ema(s, squared(g), h.decay), s), state.nu, grads)
+    nu = jax.tree.map(lambda s, g: like(ema(s, squared(g), h.decay, h.rest), s), state.nu, grads)
     direction = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + number_like(h.eps, s)), grads, nu)
     return direction, ScaleByRMSState(nu)
 
@@ -194,7 +210,7 @@ def scale_by_rms(decay: float = 0.9, eps: float = 1e-8) -> ElementwiseTransforma
     """
     check("beta", decay, name="decay")
     check("epsilon", eps, name="eps")
-    return elementwise(_rms_init, _rms_update, decay=decay, eps=eps)
+    return elementwise(_rms_init, _rms_update, decay=decay, rest=complement(decay), eps=eps)
 
 
 def rmsprop(
@@ -235,8 +251,8 @@ class ScaleByAdamState(NamedTuple):
 def _adam_update(h, grads, state, params=None, **extra_args):
     del params, extra_args
     t = increment(state.count)
-    mu = jax.tree.map(lambda m, g: ema(m, g, h.b1), state.mu, grads)
-    nu = jax.tree.map(lambda v, g: like(ema(v, squared(g), h.b2), v), state.nu, grads)
+    mu = jax.tree.map(lambda m, g: ema(m, g, h.b1, h.rest1), state.mu, grads)
+    nu = jax.tree.map(lambda v, g: like(ema(v, squared(g), h.b2, h.rest2), v), state.nu, grads)
 
     def direction(m, v):
         return debiased(m, h.b1, t) / (jnp.sqrt(debiased(v, h.b2, t)) + number_like(h.eps, v))
@@ -270,7 +286,10 @@ def scale_by_adam(
     check("beta2", b2, name="b2")
     check("epsilon", eps, name="eps")
     mu_dtype = _float_dtype("mu_dtype", mu_dtype)
-    return elementwise(_adam_init, _adam_update, static=(mu_dtype,), b1=b1, b2=b2, eps=eps)
+    return elementwise(
+        _adam_init, _adam_update, static=(mu_dtype,),
+        b1=b1, b2=b2, eps=eps, rest1=complement(b1), rest2=complement(b2),
+    )  # fmt: skip
 
 
 def adam(

@@ -290,32 +290,39 @@ def test_adam_state_counts_updates(scheduled):
     np.testing.assert_allclose(adam_state.nu["w"], 1 - 0.999**4, rtol=1e-5)
 
 
-@pytest.mark.parametrize("traced", [False, True], ids=["python_float", "traced_float64"])
-def test_numbers_meet_float32_arrays_as_optax_python_floats_do_under_x64(x64, traced):
-    # Optax's hyperparameters are Python floats: 1 - b and 1 - b**t are made in float64 under x64,
-    # then rounded once to the float32 array they meet. fit and sweep trace the numbers as float64
-    # arrays; they must give that float32 arithmetic, not float64 arithmetic rounded at the end
-    # (the bias correction was computed in float32: about 100 float32 ulps off here).
-    moment = jnp.asarray([0.25, -1.5, 3e-3], jnp.float32)
-    g = jnp.asarray([2.0, 0.125, -7.0], jnp.float32)
-    b, t, eps = 0.999, jnp.asarray(3, jnp.int32), 1e-8
-    expected = (  # Optax's own rules, with Python floats
-        optax.tree.update_moment(g, moment, b, 1),
-        optax.tree.bias_correction(moment, b, t),
-        jnp.abs(moment) + eps,
-    )
-
-    def rules(b, eps):
-        return (
-            optimizers.ema(moment, g, b),
-            optimizers.debiased(moment, b, t),
-            jnp.abs(moment) + optimizers.number_like(eps, moment),
+@pytest.mark.parametrize(
+    ("x64_on", "traced"),
+    [(True, False), (True, True), (False, True)],
+    ids=["x64_python_float", "x64_traced_float64", "float32_traced_float32"],
+)
+def test_numbers_meet_float32_arrays_as_optax_python_floats_do(x64_on, traced):
+    # Optax's hyperparameters are Python floats: 1 - b is made in double precision (and 1 - b**t
+    # in float64 under x64), then rounded once to the float32 array it meets. fit and sweep trace
+    # the numbers (float64 arrays under x64, float32 ones without); they must give that float32
+    # arithmetic, not float64 arithmetic rounded at the end, nor 1 - b made from a float32 b (the
+    # bias correction was ~100 float32 ulps off under x64; Adam's 1 - b2 1.3e-5 off without).
+    with jax.enable_x64(x64_on):
+        moment = jnp.asarray([0.25, -1.5, 3e-3], jnp.float32)
+        g = jnp.asarray([2.0, 0.125, -7.0], jnp.float32)
+        b, t, eps = 0.999, jnp.asarray(3, jnp.int32), 1e-8
+        expected = (  # Optax's own rules, with Python floats
+            optax.tree.update_moment(g, moment, b, 1),
+            optax.tree.bias_correction(moment, b, t),
+            jnp.abs(moment) + eps,
         )
 
-    if traced:  # as fit and sweep see them
-        got = jax.jit(rules)(jnp.asarray(b, jnp.float64), jnp.asarray(eps, jnp.float64))
-    else:
-        got = rules(b, eps)
-    for mine, theirs in zip(got, expected, strict=True):
-        assert mine.dtype == theirs.dtype == np.float32
-        np.testing.assert_array_max_ulp(mine, theirs, maxulp=1)  # XLA fuses the compiled one
+        def rules(b, rest, eps, t):
+            return (
+                optimizers.ema(moment, g, b, rest),
+                optimizers.debiased(moment, b, t),
+                jnp.abs(moment) + optimizers.number_like(eps, moment),
+            )
+
+        numbers = (b, optimizers.complement(b), eps)  # as the factories box them
+        if traced:  # as fit and sweep see them: arrays of the default float; the count is state
+            got = jax.jit(rules)(*(jnp.asarray(n, jnp.result_type(float)) for n in numbers), t)
+        else:
+            got = rules(*numbers, t)
+        for mine, theirs in zip(got, expected, strict=True):
+            assert mine.dtype == theirs.dtype == np.float32
+            np.testing.assert_array_max_ulp(mine, theirs, maxulp=1)  # XLA fuses the compiled one
