@@ -458,12 +458,6 @@ def _host(x: jax.Array) -> np.ndarray:
     return np.asarray(x)
 
 
-# ``fit``'s own start, traced into the block's program: the functions under the jits that ``fit``
-# calls (their jits carry compiler options, which only a top-level jit may have).
-_init_params = model._init_params_from_seed.__wrapped__
-_shuffle_key = train._shuffle_key.__wrapped__
-
-
 @functools.cache
 def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_seeds: bool):
     """The jitted program of one block's chunk, cached across calls and grid sizes.
@@ -482,7 +476,7 @@ def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_se
     def start(seeds, configs):
         # fit's own starting point for every run: the seed's parameters, the optimizer's state.
         ids, numbers = configs
-        params = jax.vmap(lambda s: _init_params(s, layers, dtype))(seeds)
+        params = jax.vmap(lambda s: model.seeded_params(s, layers, dtype))(seeds)
 
         def opt_state(params, numbers, _):
             return train._initial_opt_state(numbers, params, structure=program.structure,
@@ -515,7 +509,7 @@ def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_se
         begin = first == 0
         carry = jax.tree.map(lambda a, b: jnp.where(begin, a, b), fresh, carry)
         diverged_at = jnp.where(begin, -1, diverged_at)
-        keys = jax.vmap(_shuffle_key)(seeds)
+        keys = jax.vmap(train.seeded_shuffle_key)(seeds)  # fit's own start, traced here
         carry, costs = chunk_seeds(carry, numbers, XY, keys, epochs)
         # Each run's first non-finite epoch is carried inside the program: on the devices, with
         # no gather per chunk and no program of its own to compile.

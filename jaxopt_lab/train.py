@@ -406,13 +406,18 @@ class _CostHistory:
 def shuffle_key(seed: int) -> jax.Array:
     """Seed mode's shuffling key; parameters come from its sibling :func:`model.init_key`."""
     # uint32: a traced Python int would be int32 in float32 mode (the key is the same).
-    return _shuffle_key(np.uint32(seed))
+    return _shuffle_key_program(np.uint32(seed))
+
+
+def seeded_shuffle_key(seed):
+    """:func:`shuffle_key`, traceable (a sweep vmaps it over seeds)."""
+    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
 
 
 # One small program (eagerly, seeding and folding compile two); no optimisation needed.
-@functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0})
-def _shuffle_key(seed):
-    return jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+_shuffle_key_program = jax.jit(
+    seeded_shuffle_key, compiler_options={"xla_backend_optimization_level": 0}
+)
 
 
 @functools.partial(jax.jit, static_argnames=("structure", "layout"))
