@@ -585,9 +585,27 @@ def sweep_table(
 ) -> SweepTable:
     """Train every point of ``grid`` for every seed, block by block; the results as columns.
 
-    The arguments are those of :func:`sweep`, plus:
-
     Args:
+      X, Y: features (n_x, m) and 0/1 labels (1, m), examples as columns.
+      layers_dims: layer widths, e.g. ``[2, 5, 2, 1]``.
+      optimizer: a name in :data:`optimizers.OPTIMIZERS`, or a factory returning an
+        ``optax.GradientTransformation`` from keyword arguments. Every configuration must build
+        the same structure (numbers vary, functions do not): a float learning rate in one and a
+        schedule in another cannot share a program. An Optax transformation keeps its
+        hyperparameters in closures, so it sweeps one configuration (any number of seeds) per
+        call; it trains on the parameter tree, exactly as in ``fit``.
+      grid: the factory's keyword arguments, each with the values to try; the runs are the
+        cartesian product, e.g. ``{"learning_rate": [1e-3, 1e-2], "b1": [0.8, 0.9]}``.
+      seeds: JAX seeds (as ``fit``'s ``seed``, integers); every configuration runs with each.
+      num_epochs, mini_batch_size: as in :func:`train.fit`.
+      chunk_epochs: epochs per compiled call (default up to 1024, fewer for many seeds so a
+        chunk's shuffles fit in memory). Results do not depend on it.
+      keep_costs: also return every epoch's cost per run (``"costs"``; num_epochs floats a run).
+      devices: devices to split the runs over (default: all of ``jax.devices()``).
+      on_chunk: called after every chunk of every block with the epochs the block has done and
+        the chunk's costs, shape (block seeds, block configurations, chunk), padding included.
+        A grid that fits in one block (up to :func:`runs_per_block` runs per device) is one
+        block, so the epochs count up once to ``num_epochs``.
       on_progress: called after every chunk of every block with ``(done, total)``: run-epochs
         trained so far and in all (e.g. for a progress bar).
       block_runs: runs per device in one block (default :func:`runs_per_block`). Results do not
@@ -723,19 +741,8 @@ def _empty_state(start, numbers, seeds, runs: NamedSharding):
 
 
 def sweep(
-    X,
-    Y,
-    layers_dims: Sequence[int],
-    optimizer: str | OptimizerFactory,
-    grid: Mapping[str, Sequence[Any]],
-    *,
-    seeds: Sequence[int] = (0,),
-    num_epochs: int = 1000,
-    mini_batch_size: int = 64,
-    chunk_epochs: int | None = None,
-    keep_costs: bool = False,
-    devices: Sequence[jax.Device] | None = None,
-    on_chunk: ChunkCallback | None = None,
+    X, Y, layers_dims: Sequence[int], optimizer: str | OptimizerFactory,
+    grid: Mapping[str, Sequence[Any]], **options,
 ) -> list[dict[str, Any]]:
     """Train every point of ``grid`` for every seed, as one sharded, vmapped program; one dict a run.
 
@@ -747,26 +754,9 @@ def sweep(
     :func:`sweep_table` (the same runs, results as arrays: a dict per run costs ~0.7 KB).
 
     Args:
-      X, Y: features (n_x, m) and 0/1 labels (1, m), examples as columns.
-      layers_dims: layer widths, e.g. ``[2, 5, 2, 1]``.
-      optimizer: a name in :data:`optimizers.OPTIMIZERS`, or a factory returning an
-        ``optax.GradientTransformation`` from keyword arguments. Every configuration must build
-        the same structure (numbers vary, functions do not): a float learning rate in one and a
-        schedule in another cannot share a program. An Optax transformation keeps its
-        hyperparameters in closures, so it sweeps one configuration (any number of seeds) per
-        call; it trains on the parameter tree, exactly as in ``fit``.
-      grid: the factory's keyword arguments, each with the values to try; the runs are the
-        cartesian product, e.g. ``{"learning_rate": [1e-3, 1e-2], "b1": [0.8, 0.9]}``.
-      seeds: JAX seeds (as ``fit``'s ``seed``, integers); every configuration runs with each.
-      num_epochs, mini_batch_size: as in :func:`train.fit`.
-      chunk_epochs: epochs per compiled call (default up to 1024, fewer for many seeds so a
-        chunk's shuffles fit in memory). Results do not depend on it.
-      keep_costs: also return every epoch's cost per run (``"costs"``; num_epochs floats a run).
-      devices: devices to split the runs over (default: all of ``jax.devices()``).
-      on_chunk: called after every chunk of every block with the epochs the block has done and
-        the chunk's costs, shape (block seeds, block configurations, chunk), padding included.
-        A grid that fits in one block (up to :func:`runs_per_block` runs per device) is one
-        block, so the epochs count up once to ``num_epochs``.
+      X, Y, layers_dims, optimizer, grid: as in :func:`sweep_table`.
+      **options: ``seeds``, ``num_epochs``, ``mini_batch_size``, ``chunk_epochs``,
+        ``keep_costs``, ``devices``, ``on_chunk`` (and the rest) of :func:`sweep_table`.
 
     Returns:
       One dict per run, configurations in grid order with seeds fastest: ``{"optimizer",
@@ -787,9 +777,5 @@ def sweep(
       >>> [(r["learning_rate"], r["seed"]) for r in rows]
       [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
     """
-    return sweep_table(
-        X, Y, layers_dims, optimizer, grid, seeds=seeds, num_epochs=num_epochs,
-        mini_batch_size=mini_batch_size, chunk_epochs=chunk_epochs, keep_costs=keep_costs,
-        devices=devices, on_chunk=on_chunk, as_rows=True,
-    ).rows()  # fmt: skip
+    return sweep_table(X, Y, layers_dims, optimizer, grid, as_rows=True, **options).rows()
 
