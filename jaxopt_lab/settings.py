@@ -136,6 +136,14 @@ COMMAND_SETTINGS: tuple[Setting, ...] = (  # how runs are carried out, swept and
     Setting("peer_timeout", "int", 60,
             "seconds of silence after which a process counts as lost", low=1, high=MAX_INT32,
             metavar="S"),
+    Setting("seed_count", "int", None, "train every run with each of the JAX seeds 0 to N-1",
+            low=1, high=MAX_INT32, flag="--seeds", metavar="N"),
+    Setting("lr_from", "float", 1e-5, "the smallest learning rate tried", low=0.0,
+            low_open=True, flag="--from", metavar="LR"),
+    Setting("lr_to", "float", 10.0, "the largest learning rate tried", low=0.0, low_open=True,
+            flag="--to", metavar="LR"),
+    Setting("points", "int", 64, "learning rates tried, evenly spaced on a log scale", low=1,
+            high=MAX_INT32, metavar="N"),
 )  # fmt: skip
 
 SETTINGS = RUN_SETTINGS + COMMAND_SETTINGS
