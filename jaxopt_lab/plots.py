@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import optax
 from matplotlib.axes import Axes
@@ -406,13 +407,17 @@ def plot_lr_curves(
         ax.set(xscale="log", xlabel="learning rate", ylabel=metric.replace("_", " "))
         if metric == "final_cost":  # a saturated network's cost runs into the hundreds
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+            ax.tick_params(axis="y", which="minor", labelsize=7)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8, loc="lower left", title="median, 10-90% band; x: diverged",
-                   title_fontsize=7)  # fmt: skip
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(curves),
+               fontsize=8, frameon=False,
+               title="median over the seeds, 10-90% band; x at the top: seeds diverged there")  # fmt: skip
     seeds = max((curve["seeds"] for curve in curves.values()), default=0)
     fig.suptitle(title or f"Final cost and accuracy against the learning rate, {seeds} seeds",
                  fontsize=11)  # fmt: skip
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     return fig
 
 

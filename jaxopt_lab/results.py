@@ -1,5 +1,6 @@
-"""The files a run, a comparison or a sweep leaves in a folder: strict JSON, Markdown and PNG
-pictures, each written atomically (:func:`runtime.atomic_write`).
+"""The files a run, a comparison (once or over seeds), a learning-rate search or a sweep leaves in
+a folder: strict JSON, Markdown and PNG pictures, each written atomically
+(:func:`runtime.atomic_write`).
 
 matplotlib is imported only when a picture is drawn.
 """
@@ -20,6 +21,7 @@ from jaxopt_lab.runs import (
     RunConfig,
     SeedsComparison,
     compare_table,
+    course_rates,
     lr_find_report,
     seeds_report,
 )
@@ -101,8 +103,8 @@ def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: floa
         "statistics_over": "the seeds that did not diverge; ci95 is the 95% t interval of the mean",
         "statistics": comparison.statistics,
         "beats": {
-            "means": "share of seeds on which the row's run beats the column's: a higher accuracy, "
-                     "or the same at a lower final cost; a diverged run loses",
+            "means": "share of seeds on which the row's run is more accurate than the column's "
+                     "(a diverged run loses); equal accuracies are ties, counted for neither",
             "methods": comparison.methods, "share": stats.json_numbers(comparison.beats),
         },
         "cost_quantiles": [
@@ -122,11 +124,6 @@ def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: floa
         plots.plot_cost_bands(comparison.methods, quantiles, comparison.course_costs),
         out / "seeds_cost_curves.png",
     )
-
-
-def course_rates() -> dict[float, str]:
-    """The course's learning rates (0.0007, 0.1, 0.01), each labelled, for the pictures."""
-    return {config.learning_rate: f"course's {config.learning_rate:g}" for _, config in COURSE_RUNS}
 
 
 def write_lr_find(out: Path, search: LearningRateSearch, seconds: float) -> None:

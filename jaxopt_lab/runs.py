@@ -1,5 +1,5 @@
 """The lesson's runs as whole things: a run's configuration, a resumable run, the seven course runs
-compared, sweeps of configurations.
+compared (once, or over many seeds), learning-rate curves, sweeps of configurations.
 
 - :class:`RunConfig` is one run, with the fields of :data:`settings.RUN_SETTINGS`;
   :data:`COURSE_RUNS` are the course's seven.
@@ -7,6 +7,8 @@ compared, sweeps of configurations.
   the newest intact one, saving when a signal stops it and at the end.
 - :func:`fit_runs` trains several while sharing compiled programs; :func:`compare` turns the seven
   into the rows of the comparison table.
+- :func:`compare_seeds` trains the seven for many seeds and says what the seeds say;
+  :func:`lr_find` (over :func:`lr_curve`) gives each optimizer's results against the learning rate.
 - :func:`sweep_runs` trains a grid of configurations over seeds as one program.
 
 Every function here stops at a chunk boundary on SIGINT, SIGTERM or SIGHUP and raises
@@ -497,7 +499,7 @@ class SeedsComparison(NamedTuple):
     rows: list[dict]  # one per (run, seed): runs in order, seeds fastest
     costs: np.ndarray  # shape=(runs, seeds, epochs), float: every epoch's cost, NaN once diverged
     statistics: list[dict]  # one per run
-    beats: np.ndarray  # shape=(runs, runs): share of seeds on which run i beats run j
+    beats: np.ndarray  # shape=(runs, runs): share of seeds on which run i is more accurate than j
     course: list[dict]  # :func:`compare`'s rows: the same runs in the course's randomness
     course_costs: list[np.ndarray]  # the course runs' cost per epoch
 
@@ -541,8 +543,9 @@ def compare_seeds(
     Per run, the statistics are over the seeds that did not diverge (see :mod:`jaxopt_lab.stats`):
     mean, standard deviation and 95% t interval of the accuracy and of the final cost, the share
     of seeds that diverged, and the percentile of the course's run in each distribution. Between
-    runs, ``beats[i, j]`` is the share of seeds on which run ``i`` beats run ``j``: the same seed
-    means the same initial parameters and shuffles, so it is a paired comparison.
+    runs, ``beats[i, j]`` is the share of seeds on which run ``i`` reaches a higher accuracy than
+    run ``j`` (:func:`jaxopt_lab.stats.beats`): the same seed means the same initial parameters
+    and shuffles, so it is a paired comparison.
 
     Args:
       seeds: distinct JAX seeds, e.g. ``range(100)``.
@@ -626,7 +629,7 @@ def compare_seeds(
         }
         for i, course in enumerate(course_rows)
     ]
-    return comparison._replace(statistics=statistics, beats=stats.beats(accuracy, final_cost))
+    return comparison._replace(statistics=statistics, beats=stats.beats(accuracy))
 
 
 def seeds_table(comparison: SeedsComparison) -> str:
@@ -669,10 +672,11 @@ def seeds_table(comparison: SeedsComparison) -> str:
 
 def beats_table(comparison: SeedsComparison) -> str:
     """The paired comparison as a Markdown table: the share of seeds on which the row's run
-    beats the column's (higher accuracy, or the same at a lower final cost)."""
+    beats the column's (a higher accuracy; the rest of the seeds are ties or the column's)."""
     n = len(comparison.methods)
     lines = [
-        "| row beats column on the same seed | " + " | ".join(f"({j + 1})" for j in range(n)) + " |",
+        "| row more accurate than column, same seed | "
+        + " | ".join(f"({j + 1})" for j in range(n)) + " |",
         "|---|" + "---:|" * n,
     ]
     for i, method in enumerate(comparison.methods):
@@ -805,6 +809,11 @@ def lr_find(
     rates = learning_rates(lr_from, lr_to, points)
     rows = lr_curve(names, rates, seeds, epochs=epochs, on_epochs=on_epochs)
     return LearningRateSearch(rows, stats.lr_curves(rows), epochs)
+
+
+def course_rates() -> dict[float, str]:
+    """The course's learning rates (0.0007, 0.1, 0.01), each labelled, to mark in pictures."""
+    return {config.learning_rate: f"course's {config.learning_rate:g}" for _, config in COURSE_RUNS}
 
 
 def lr_find_table(search: LearningRateSearch) -> str:

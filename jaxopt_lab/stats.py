@@ -69,25 +69,24 @@ def percentile_of(value: float | None, values: Sequence[float | None]) -> float 
     return float(100.0 * (np.sum(x < value) + 0.5 * np.sum(x == value)) / x.size)
 
 
-def beats(accuracy: np.ndarray, final_cost: np.ndarray) -> np.ndarray:
+def beats(accuracy: np.ndarray) -> np.ndarray:
     """How often run ``i`` beats run ``j`` on the same seed: the paired comparison.
 
-    ``i`` beats ``j`` on a seed when it reached a higher accuracy, or the same accuracy at a lower
-    final cost; a finished run beats a diverged one, and a diverged run beats nothing.
+    ``i`` beats ``j`` on a seed when it reached a higher accuracy there; a finished run beats a
+    diverged one, and a diverged run beats nothing. Equal accuracies (common: 300 points make
+    steps of 1/300) are ties, counted for neither.
 
     Args:
-      accuracy, final_cost: shape (runs, seeds), NaN where a run diverged.
+      accuracy: shape (runs, seeds), NaN where a run diverged.
 
     Returns:
       Shape (runs, runs): the fraction of seeds on which run ``i`` (row) beats run ``j``
-      (column); ``beats[i, j] + beats[j, i]`` is 1 less the share of exact ties.
+      (column); ``1 - beats[i, j] - beats[j, i]`` is the share of ties.
     """
-    accuracy, final_cost = as_values(accuracy), as_values(final_cost)
+    accuracy = as_values(accuracy)
     a_i, a_j = accuracy[:, None, :], accuracy[None, :, :]
-    c_i, c_j = final_cost[:, None, :], final_cost[None, :, :]
     finished_i, finished_j = ~np.isnan(a_i), ~np.isnan(a_j)
-    better = (a_i > a_j) | ((a_i == a_j) & (c_i < c_j))  # False wherever a NaN takes part
-    return np.mean(finished_i & (~finished_j | better), axis=-1)
+    return np.mean(finished_i & (~finished_j | (a_i > a_j)), axis=-1)  # NaN > x is False
 
 
 def quantile_curves(costs: np.ndarray, quantiles: Sequence[float] = BAND) -> np.ndarray:
