@@ -13,6 +13,9 @@ Measured in one run of this script, so the ratios are what to read on a noisy ma
   cache, then warm (the median of ``--repeats``), then warm with ``--out`` (JSON and pictures).
   Its runs per second count the N x 7 seed runs only. Each process's CPU seconds and peak resident
   memory come from ``wait4``, the kernel's own accounting of that child.
+
+``--out`` (default ``benchmarks/out/``) receives ``seeds.json`` (every figure), and the files of
+the last ``--out`` process in ``compare_seeds/``: what the 100 seeds showed, with the pictures.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3, help="warm processes timed (3)")
     args = parser.parse_args(argv)
     seed_runs = 7 * args.seeds
+    load_before = os.getloadavg()  # other work on the machine skews the ratios: say how much
     print("NumPy loop, seven runs ...", flush=True)
     numpy_s, _ = numpy_seconds(5000)
     numpy_rate = 7 / numpy_s
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
         variants = (
             (f"{shown}, empty cache", command, 1),
             (f"{shown}, warm cache", command, args.repeats),
-            (f"{shown} --out, warm cache", [*command, "--out", str(Path(tmp) / "out")], args.repeats),
+            (f"{shown} --out, warm cache", [*command, "--out", str(args.out / "compare_seeds")],
+             args.repeats),
         )
         for what, argv_, repeats in variants:
             runs = [measure(argv_, cache) for _ in range(repeats)]
@@ -90,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     warm = rows[2]
     result = {
         "cpu_count": os.cpu_count(),
+        "load_average_before_after": [load_before, os.getloadavg()],
         "seeds": args.seeds,
         "rows": rows,
         "goal": {"x_numpy": GOAL, "measured": warm["x_numpy"], "met": warm["x_numpy"] >= GOAL,

@@ -594,19 +594,15 @@ def compare_seeds(
         [(lambda run: optimizers_[run], {"run": group}) for group in groups], seeds,
         epochs=epochs, mini_batch_size=batch, on_costs=on_costs, on_epochs=on_epochs,
     )  # fmt: skip
-    by_run = {row["run"]: [] for rows in swept for row in rows}
-    for rows in swept:
-        for row in rows:
-            by_run[row["run"]].append(row)
-    rows = [
+    swept_rows = sorted((row for rows in swept for row in rows), key=lambda row: row["run"])
+    rows = [  # runs in order, each one's seeds in order (the sort is stable)
         {
-            "method": methods[i], "optimizer": configs[i].optimizer, "decay": configs[i].decay,
-            "learning_rate": configs[i].learning_rate, "seed": row["seed"],
-            "diverged_at_epoch": row["diverged_at_epoch"], "final_cost": row["final_cost"],
-            "accuracy": row["accuracy"],
+            "method": methods[row["run"]], "optimizer": configs[row["run"]].optimizer,
+            "decay": configs[row["run"]].decay, "learning_rate": configs[row["run"]].learning_rate,
+            "seed": row["seed"], "diverged_at_epoch": row["diverged_at_epoch"],
+            "final_cost": row["final_cost"], "accuracy": row["accuracy"],
         }  # fmt: skip
-        for i in range(len(configs))
-        for row in by_run[i]
+        for row in swept_rows
     ]
     comparison = SeedsComparison(
         methods, configs, seeds, rows, costs, [], np.zeros(0), course_rows,
