@@ -1,4 +1,5 @@
-"""The ``jaxopt-lab`` command: train one model, compare the lesson's seven runs, sweep, draw paths.
+"""The ``jaxopt-lab`` command: train one model, compare the lesson's seven runs (over seeds), sweep,
+find each optimizer's learning rate, draw paths.
 
 A thin shell over the library: flags, printing and exit codes. Each subcommand names the settings
 it takes (:data:`COMMANDS`); the flags, their ranges, defaults and help are generated from
@@ -12,6 +13,7 @@ SIGINT, SIGTERM and SIGHUP one line and an exit status, then loads them.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 import time
@@ -86,8 +88,9 @@ COMMANDS = {  # name: (help, description, settings it takes)
     "compare": (
         "the lesson's seven runs side by side: table, cost curves, decision boundaries",
         "Run the course's seven trainings (GD, momentum and Adam at 0.0007; GD with inverse-time "
-        "decay; GD, momentum and Adam with fixed-interval decay) and compare them.",
-        COMMON,
+        "decay; GD, momentum and Adam with fixed-interval decay) and compare them; with --seeds "
+        "N, compare their distributions over N JAX seeds.",
+        ("seed_count", *COMMON),
     ),
     "paths": (
         "draw GD, noisy GD, momentum, RMSprop and Adam on a bowl and on Rosenbrock",
@@ -102,8 +105,22 @@ COMMANDS = {  # name: (help, description, settings it takes)
         "configuration. Flags an optimizer does not use are ignored.",
         (*RUN, "seeds", *GROUP, *COMMON),
     ),
+    "lr-find": (
+        "each optimizer's final cost and accuracy against the learning rate, over seeds",
+        "Train every optimizer at --points log-spaced learning rates from --from to --to for "
+        "--seeds seeds each; report the best rate and the range within 0.01 accuracy of it.",
+        ("optimizer", "lr_from", "lr_to", "points", "seed_count", "epochs", *COMMON),
+    ),
 }
-OVERRIDES = {("paths", "out"): {"default": Path("."), "help": "folder for paths.png"}}
+MANY = {"sweep": AXES | {"seeds"}, "lr-find": {"optimizer"}}  # flags that take several values
+OVERRIDES = {
+    ("paths", "out"): {"default": Path("."), "help": "folder for paths.png"},
+    ("compare", "seed_count"): {"help": "train each run with JAX seeds 0 to N-1 (absent: the "
+                                        "course's one run, in its randomness)"},
+    ("lr-find", "optimizer"): {"default": ("gd", "momentum", "rmsprop", "adam"), "help": "optimizers"},
+    ("lr-find", "seed_count"): {"default": 8, "help": "JAX seeds 0 to N-1 at every rate"},
+    ("lr-find", "epochs"): {"default": 1000},
+}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                 )
             elif name not in GROUP:
                 group = p
-            many = command == "sweep" and (name in AXES or name == "seeds")
+            many = name in MANY.get(command, ())
             add_flag(group, BY_NAME[name], many=many, **OVERRIDES.get((command, name), {}))
         p.set_defaults(run=RUNNERS[command])
     return parser
@@ -225,6 +242,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    if args.seed_count is not None:
+        return run_compare_seeds(args)
     import jax
 
     from jaxopt_lab import results, runs
@@ -244,6 +263,44 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.out is not None:
         results.write_comparison(args.out, rows, fitted, seconds)
     return 0
+
+
+def run_many(args: argparse.Namespace, desc: str, epochs: int, work, report, write) -> int:
+    """``work(on_epochs)`` on every core under a bar of ``epochs``; print, write with --out."""
+    import jax
+
+    runtime.use_every_cpu_core()
+    start_up(args)
+    start = time.perf_counter()
+    with progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc=desc) as bar:
+        try:
+            result = work(on_epochs=bar.update)
+        except runtime.Stopped as stop:
+            return stopped(bar, stop, f"{desc} stopped; nothing written")
+    seconds = time.perf_counter() - start
+    print(f"{report(result)}\nin {seconds:.2f} s ({runtime.environment()['float']}, "
+          f"{len(jax.devices())} {jax.default_backend()} device(s))")  # fmt: skip
+    if args.out is not None:
+        write(args.out, result, seconds)
+    return 0
+
+
+def run_compare_seeds(args: argparse.Namespace) -> int:
+    from jaxopt_lab import results, runs
+
+    epochs = sum(config.epochs for _, config in runs.COURSE_RUNS) * (1 + args.seed_count)
+    work = functools.partial(runs.compare_seeds, range(args.seed_count))
+    return run_many(args, "compare", epochs, work, runs.seeds_report, results.write_seeds_comparison)
+
+
+def run_lr_find(args: argparse.Namespace) -> int:
+    from jaxopt_lab import results, runs
+
+    names = list(dict.fromkeys(args.optimizer))
+    work = functools.partial(runs.lr_find, names, seeds=range(args.seed_count), epochs=args.epochs,
+                             lr_from=args.lr_from, lr_to=args.lr_to, points=args.points)
+    epochs = len(names) * args.points * args.seed_count * args.epochs
+    return run_many(args, "lr-find", epochs, work, runs.lr_find_report, results.write_lr_find)
 
 
 def run_paths(args: argparse.Namespace) -> int:
@@ -315,7 +372,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
-RUNNERS = {"train": run_train, "compare": run_compare, "paths": run_paths, "sweep": run_sweep}
+RUNNERS = {"train": run_train, "compare": run_compare, "paths": run_paths, "sweep": run_sweep,
+           "lr-find": run_lr_find}  # fmt: skip
 
 # ---------------------------------------------------------------------------------------------
 # main

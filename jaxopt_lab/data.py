@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 COURSE_SHUFFLE_SEED = 11  # epoch i is shuffled after np.random.seed(11 + i)
@@ -96,8 +98,42 @@ def epoch_permutation(key: jax.Array, epoch: jax.Array | int, m: int) -> jax.Arr
 
     Folding the epoch into the key (instead of splitting a key carried through the loop) lets a run
     be cut into chunks, resumed, or vmapped over seeds and still draw the same bits.
+
+    The order is ``jax.random.permutation(jax.random.fold_in(key, epoch), m)`` bit for bit: in
+    each of its ``ceil(3 ln m / ln(2**32 - 1))`` rounds, split the key, draw 32 random bits per
+    element and reorder by a stable sort of those bits. The stable sort is done here as two sorts of
+    one packed integer each (:func:`stable_argsort_u32`): XLA:CPU sorts a single integer operand
+    about 6x faster than it sorts keys with values, so a seed-mode epoch order costs about 14 us
+    instead of 37 (the cost of every seed's epoch in ``fit`` and ``sweep``).
     """
-    return jax.random.permutation(jax.random.fold_in(key, epoch), m)
+    key = jax.random.fold_in(key, epoch)
+    if m > 2**16:  # the packed keys hold two positions of 16 bits at most
+        return jax.random.permutation(key, m)
+    rounds = math.ceil(3 * math.log(max(1, m)) / math.log(2**32 - 1))
+    order = jnp.arange(m)
+    for _ in range(rounds):
+        key, subkey = jax.random.split(key)
+        order = order[stable_argsort_u32(jax.random.bits(subkey, (m,), jnp.uint32))]
+    return order
+
+
+def stable_argsort_u32(bits: jax.Array) -> jax.Array:
+    """``argsort(bits, stable=True)`` of a vector of at most ``2**16`` uint32 values, int32.
+
+    With ``b`` bits to write a position (``2**b >= m``), split each value into its high ``b`` bits
+    and its low ``32 - b``. The order sought is by (high, low, position). Sort once by
+    (low, position), packed as ``low << b | position``: every key is distinct, so any sort gives
+    the stable order. Then sort by (high, place in that first order), packed the same way: the
+    second key keeps the first order among equal highs, exactly as a stable sort would.
+    """
+    m = bits.shape[-1]
+    b = max(1, (m - 1).bit_length())
+    position = jnp.arange(m, dtype=jnp.uint32)
+    unpack = jnp.uint32((1 << b) - 1)  # a packed key's position
+    high, low = bits >> (32 - b), bits & jnp.uint32((1 << (32 - b)) - 1)
+    by_low = jnp.sort((low << b) | position) & unpack
+    by_high = jnp.sort((high[by_low] << b) | position) & unpack
+    return by_low[by_high].astype(jnp.int32)
 
 
 def batch_sizes(m: int, mini_batch_size: int) -> list[int]:

@@ -1,5 +1,6 @@
-"""The files a run, a comparison or a sweep leaves in a folder: strict JSON, Markdown and PNG
-pictures, each written atomically (:func:`runtime.atomic_write`).
+"""The files a run, a comparison (once or over seeds), a learning-rate search or a sweep leaves in
+a folder: strict JSON, Markdown and PNG pictures, each written atomically
+(:func:`runtime.atomic_write`).
 
 matplotlib is imported only when a picture is drawn.
 """
@@ -13,8 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxopt_lab import data, runtime, train
-from jaxopt_lab.runs import COURSE_RUNS, RunConfig, compare_table
+from jaxopt_lab import data, runtime, stats, train
+from jaxopt_lab.runs import (
+    COURSE_RUNS,
+    LearningRateSearch,
+    RunConfig,
+    SeedsComparison,
+    compare_table,
+    course_rates,
+    lr_find_report,
+    seeds_report,
+)
 
 
 def import_plots_in_background() -> None:
@@ -78,6 +88,55 @@ def write_comparison(
     }
     X, Y = data.load_moons()
     plots.save_png(plots.plot_decision_boundaries(titled, X, Y), out / "boundaries.png")
+
+
+def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: float) -> None:
+    """``compare_seeds.json`` (every run x seed row, the statistics, the paired wins, the cost
+    quantiles per epoch and the course's own runs; strict JSON), ``compare_seeds.md`` (the
+    tables), ``seeds_accuracy.png`` and ``seeds_cost_curves.png``."""
+    from jaxopt_lab import plots
+
+    quantiles = np.stack([stats.quantile_curves(run_costs) for run_costs in comparison.costs])
+    runtime.write_json(out / "compare_seeds.json", {
+        "seeds": comparison.seeds, "epochs": comparison.costs.shape[-1], "seconds": seconds,
+        **runtime.environment(),
+        "statistics_over": "the seeds that did not diverge; ci95 is the 95% t interval of the mean",
+        "statistics": comparison.statistics,
+        "beats": {
+            "means": "share of seeds on which the row's run is more accurate than the column's "
+                     "(a diverged run loses); equal accuracies are ties, counted for neither",
+            "methods": comparison.methods, "share": stats.json_numbers(comparison.beats),
+        },
+        "cost_quantiles": [
+            {"method": method, **dict(zip(("p10", "p50", "p90"), stats.json_numbers(q), strict=True))}
+            for method, q in zip(comparison.methods, quantiles, strict=True)
+        ],
+        "course": comparison.course,
+        "rows": comparison.rows,
+    })  # fmt: skip
+    runtime.write_text(out / "compare_seeds.md", f"{seeds_report(comparison)} in {seconds:.2f} s\n")
+    plots.save_png(
+        plots.plot_seed_distributions(comparison.methods, comparison.accuracy,
+                                      comparison.final_cost, comparison.course),
+        out / "seeds_accuracy.png",
+    )  # fmt: skip
+    plots.save_png(
+        plots.plot_cost_bands(comparison.methods, quantiles, comparison.course_costs),
+        out / "seeds_cost_curves.png",
+    )
+
+
+def write_lr_find(out: Path, search: LearningRateSearch, seconds: float) -> None:
+    """``lr_find.json`` (each optimizer's curve, best rate and range, and every row; strict JSON),
+    ``lr_find.md`` (the table) and ``lr_find.png``."""
+    from jaxopt_lab import plots
+
+    runtime.write_json(out / "lr_find.json", {
+        "epochs": search.epochs, "seconds": seconds, **runtime.environment(),
+        "within": stats.WITHIN, "curves": search.curves, "rows": search.rows,
+    })  # fmt: skip
+    runtime.write_text(out / "lr_find.md", f"{lr_find_report(search)} in {seconds:.2f} s\n")
+    plots.save_png(plots.plot_lr_curves(search.curves, course_rates()), out / "lr_find.png")
 
 
 JSON_ROWS = 10_000  # sweep.json lists every run up to this many; sweep.csv always does

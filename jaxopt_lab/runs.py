@@ -1,5 +1,5 @@
 """The lesson's runs as whole things: a run's configuration, a resumable run, the seven course runs
-compared, sweeps of configurations.
+compared (once, or over many seeds), learning-rate curves, sweeps of configurations.
 
 - :class:`RunConfig` is one run, with the fields of :data:`settings.RUN_SETTINGS`;
   :data:`COURSE_RUNS` are the course's seven.
@@ -7,6 +7,8 @@ compared, sweeps of configurations.
   the newest intact one, saving when a signal stops it and at the end.
 - :func:`fit_runs` trains several while sharing compiled programs; :func:`compare` turns the seven
   into the rows of the comparison table.
+- :func:`compare_seeds` trains the seven for many seeds and says what the seeds say;
+  :func:`lr_find` (over :func:`lr_curve`) gives each optimizer's results against the learning rate.
 - :func:`sweep_runs` trains a grid of configurations over seeds as one program.
 
 Every function here stops at a chunk boundary on SIGINT, SIGTERM or SIGHUP and raises
@@ -30,8 +32,19 @@ import jax
 import numpy as np
 import optax
 
-from jaxopt_lab import checkpoints, data, distributed, model, optimizers, runtime, schedules, train
+from jaxopt_lab import (
+    checkpoints,
+    data,
+    distributed,
+    model,
+    optimizers,
+    runtime,
+    schedules,
+    stats,
+    train,
+)
 from jaxopt_lab.settings import (
+    BY_NAME,
     RUN_SETTINGS,
     InvalidValue,
     check,
@@ -389,6 +402,438 @@ def compare_table(rows: Sequence[dict]) -> str:
             f"| {r['accuracy']!r} | {r['seconds']:.2f} |"
         )
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# What one seed cannot tell: runs over many seeds, and each optimizer's learning-rate curve
+# ---------------------------------------------------------------------------------------------
+
+MEMORY_BUDGET = 2**30  # bytes of host memory a seeds comparison or a learning-rate search plans for
+ROW_BYTES = 2048  # a result row on the host (a dict of a dozen entries) and its share of the rest
+
+
+def _seed_list(seeds, *, most: int) -> list[int]:
+    """``seeds`` (a sequence, e.g. ``range(100)``) as a list of at most ``most`` distinct seeds."""
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
+        raise InvalidValue("seeds", f"must be a sequence of seeds such as range(100), got {seeds!r}",
+                           setting="seed_count")  # fmt: skip
+    if len(seeds) == 0:
+        raise InvalidValue("seeds", "must hold at least one seed", setting="seed_count")
+    if len(seeds) > most:  # before looking at any seed: range(10**12) is refused at once
+        raise InvalidValue(
+            "seeds",
+            f"{len(seeds)} is more seeds than fit the memory budget (runs.MEMORY_BUDGET, "
+            f"{MEMORY_BUDGET / 2**30:g} GiB): at most {most} here",
+            setting="seed_count",
+        )
+    for seed in seeds:
+        check("seed", seed, name="seeds")
+    seeds = [int(seed) for seed in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise InvalidValue("seeds", "must not repeat a seed (it would count twice)", setting="seed_count")
+    return seeds
+
+
+def _structures(optimizers_: Sequence[optax.GradientTransformation]) -> list[list[int]]:
+    """The indices of ``optimizers_`` grouped by program structure, in order of first use."""
+    groups: dict[Any, list[int]] = {}
+    for i, optimizer in enumerate(optimizers_):
+        groups.setdefault(train.split_optimizer(optimizer)[1], []).append(i)
+    return list(groups.values())
+
+
+def _run_sweeps(sweeps, seeds, *, epochs, mini_batch_size, keep_costs=False, on_epochs=None) -> list:
+    """Run ``sweeps`` (``(factory, grid)`` pairs, one per program structure) for every seed, two
+    at a time in threads (XLA releases the GIL, so one compiles while the other trains); one
+    :class:`jaxopt_lab.sweep.SweepTable` per sweep.
+
+    ``keep_costs`` keeps every epoch's cost per run; ``on_epochs`` gets the run-epochs done since
+    its last call. A signal stops every sweep at its next chunk boundary
+    (:class:`runtime.Stopped`). Chunks are as long as the sweep's shuffle budget allows
+    (:data:`jaxopt_lab.sweep.PERMUTATION_BUDGET`); results do not depend on their length.
+    """
+    from jaxopt_lab import sweep
+
+    X, Y = data.load_moons()
+    lock = threading.Lock()
+    with runtime.deferred_stops() as stops:
+
+        def run(factory, grid: dict):
+            reported = 0
+
+            def progress(done: int, total: int) -> None:
+                nonlocal reported
+                if on_epochs is not None:
+                    with lock:
+                        on_epochs(done - reported)
+                reported = done
+                stops.check()
+
+            return sweep.sweep_table(
+                X, Y, LAYERS_DIMS, factory, grid, seeds=seeds, num_epochs=epochs,
+                mini_batch_size=mini_batch_size, keep_costs=keep_costs, on_progress=progress,
+                as_rows=True,
+            )  # fmt: skip
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(run, *job) for job in sweeps]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                for future in futures:  # a sweep not started yet is not started at all
+                    future.cancel()
+                raise
+
+
+class SeedsComparison(NamedTuple):
+    """What :func:`compare_seeds` gives back."""
+
+    methods: list[str]  # the runs' labels
+    configs: list[RunConfig]  # the runs (their ``seed`` is not used)
+    seeds: list[int]
+    rows: list[dict]  # one per (run, seed): runs in order, seeds fastest
+    costs: np.ndarray  # shape=(runs, seeds, epochs), float: every epoch's cost, NaN once diverged
+    statistics: list[dict]  # one per run
+    beats: np.ndarray  # shape=(runs, runs): share of seeds on which run i is more accurate than j
+    course: list[dict]  # :func:`compare`'s rows: the same runs in the course's randomness
+    course_costs: list[np.ndarray]  # the course runs' cost per epoch
+
+    def _matrix(self, field: str) -> np.ndarray:
+        return stats.as_values([row[field] for row in self.rows]).reshape(len(self.methods), -1)
+
+    @property
+    def accuracy(self) -> np.ndarray:
+        """Shape (runs, seeds); NaN for a diverged run."""
+        return self._matrix("accuracy")
+
+    @property
+    def final_cost(self) -> np.ndarray:
+        """Shape (runs, seeds); NaN for a diverged run."""
+        return self._matrix("final_cost")
+
+
+def seeds_that_fit(runs: int, epochs: int) -> int:
+    """How many seeds of ``runs`` runs of ``epochs`` epochs :data:`MEMORY_BUDGET` holds: per run
+    and seed a row and its cost history (float32, and a float64 copy for the quantiles)."""
+    return MEMORY_BUDGET // (runs * (ROW_BYTES + 12 * epochs))
+
+
+def compare_seeds(
+    seeds: Sequence[int],
+    runs: Sequence[tuple[str, RunConfig]] = COURSE_RUNS,
+    *,
+    epochs: int | None = None,
+    on_epochs: Callable[[int], None] | None = None,
+) -> SeedsComparison:
+    """The labelled runs (default: the course's seven) trained for every seed, and what the
+    seeds say about them that one run cannot.
+
+    Each (run, seed) is ``train.fit(..., seed=seed)`` with that run's configuration (JAX
+    randomness: the seed draws the initial parameters and every epoch's shuffle), to float
+    tolerance. The runs that share a program structure (the course's seven make two: see
+    :meth:`RunConfig.make_optimizer`) train as one :func:`jaxopt_lab.sweep.sweep` over
+    ``(seeds, runs)``; the runs themselves also train once in the course's randomness, which
+    gives the course's own value for every distribution.
+
+    Per run, the statistics are over the seeds that did not diverge (see :mod:`jaxopt_lab.stats`):
+    mean, standard deviation and 95% t interval of the accuracy and of the final cost, the share
+    of seeds that diverged, and the percentile of the course's run in each distribution. Between
+    runs, ``beats[i, j]`` is the share of seeds on which run ``i`` reaches a higher accuracy than
+    run ``j`` (:func:`jaxopt_lab.stats.beats`): the same seed means the same initial parameters
+    and shuffles, so it is a paired comparison.
+
+    Args:
+      seeds: distinct JAX seeds, e.g. ``range(100)``.
+      runs: ``(label, RunConfig)`` pairs sharing ``epochs`` and ``mini_batch_size``.
+      epochs: train every run this many epochs instead of its own.
+      on_epochs: called with the run-epochs done since its last call (for a progress bar).
+
+    Returns:
+      A :class:`SeedsComparison`. Its rows: ``method``, ``optimizer``, ``decay``,
+      ``learning_rate``, ``seed``, ``diverged_at_epoch``, ``final_cost`` and ``accuracy`` (both
+      None for a diverged run). Its statistics per run: ``method``, ``seeds``, ``diverged``,
+      ``accuracy`` and ``final_cost`` (``stats.summary``: ``n``, ``mean``, ``std``, ``ci95``) and
+      ``course`` (``accuracy``, ``final_cost``, ``accuracy_percentile``,
+      ``final_cost_percentile``).
+
+    Raises:
+      InvalidValue: no seed, a repeated or invalid seed, more seeds than :data:`MEMORY_BUDGET`
+        holds (:func:`seeds_that_fit`), or runs that differ in epochs or batch size.
+      runtime.Stopped: a signal stopped the runs.
+      train.DivergenceError: a run diverged in the course's randomness.
+    """
+    methods, configs = (list(column) for column in zip(*runs, strict=True))
+    if epochs is not None:
+        configs = [config._replace(epochs=epochs) for config in configs]
+    for config in configs:
+        config.check()
+    if len({(c.epochs, c.mini_batch_size) for c in configs}) > 1:
+        raise InvalidValue("runs", "must share epochs and mini_batch_size to train together")
+    epochs, batch = configs[0].epochs, configs[0].mini_batch_size
+    seeds = _seed_list(seeds, most=seeds_that_fit(len(configs), epochs))
+
+    m = data.load_moons()[0].shape[1]
+    optimizers_ = [config.make_optimizer(m, shared_structure=True) for config in configs]
+    groups = _structures(optimizers_)
+    course_rows, course_fits = compare(
+        list(zip(methods, [c._replace(seed=None) for c in configs], strict=True)),
+        on_epochs=on_epochs,
+    )
+    tables = _run_sweeps(
+        [(lambda run: optimizers_[run], {"run": group}) for group in groups], seeds,
+        epochs=epochs, mini_batch_size=batch, keep_costs=True, on_epochs=on_epochs,
+    )  # fmt: skip
+    costs = np.empty((len(configs), len(seeds), epochs), tables[0].costs.dtype)
+    for group, table in zip(groups, tables, strict=True):  # a table's runs: configs, seeds fastest
+        costs[group] = table.costs.reshape(len(group), len(seeds), epochs)
+    swept_rows = sorted((row for table in tables for row in table.rows()), key=lambda row: row["run"])
+    rows = [  # runs in order, each one's seeds in order (the sort is stable)
+        {
+            "method": methods[row["run"]], "optimizer": configs[row["run"]].optimizer,
+            "decay": configs[row["run"]].decay, "learning_rate": configs[row["run"]].learning_rate,
+            "seed": row["seed"], "diverged_at_epoch": row["diverged_at_epoch"],
+            "final_cost": row["final_cost"], "accuracy": row["accuracy"],
+        }  # fmt: skip
+        for row in swept_rows
+    ]
+    comparison = SeedsComparison(
+        methods, configs, seeds, rows, costs, [], np.zeros(0), course_rows,
+        [fit.costs for fit in course_fits],
+    )  # fmt: skip
+    accuracy, final_cost = comparison.accuracy, comparison.final_cost
+    statistics = [
+        {
+            "method": methods[i],
+            "seeds": len(seeds),
+            "diverged": float(np.mean(np.isnan(accuracy[i]))),
+            "accuracy": stats.summary(accuracy[i]),
+            "final_cost": stats.summary(final_cost[i]),
+            "course": {
+                "accuracy": course["accuracy"],
+                "final_cost": course["final_cost"],
+                "accuracy_percentile": stats.percentile_of(course["accuracy"], accuracy[i]),
+                "final_cost_percentile": stats.percentile_of(course["final_cost"], final_cost[i]),
+            },
+        }
+        for i, course in enumerate(course_rows)
+    ]
+    return comparison._replace(statistics=statistics, beats=stats.beats(accuracy))
+
+
+def seeds_table(comparison: SeedsComparison) -> str:
+    """Per run: accuracy and final cost over the seeds (mean ± std, 95% t interval), the share
+    that diverged, and the course's run with its percentile; Markdown, readable as text."""
+
+    def interval(summary: dict, digits: int) -> str:
+        if summary["ci95"] is None:
+            return "-"
+        low, high = summary["ci95"]
+        return f"{low:.{digits}f} to {high:.{digits}f}"
+
+    def spread(summary: dict, digits: int) -> str:
+        if summary["mean"] is None:
+            return "-"
+        std = "" if summary["std"] is None else f" ± {summary['std']:.{digits}f}"
+        return f"{summary['mean']:.{digits}f}{std}"
+
+    lines = [
+        f"| method | accuracy, mean ± std over {len(comparison.seeds)} seeds | 95% interval (t) "
+        "| final cost, mean ± std | 95% interval (t) | diverged | course: accuracy (percentile) "
+        "| course: final cost (percentile) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in comparison.statistics:
+        course = s["course"]
+
+        def at(value, percentile, digits):
+            shown = "-" if percentile is None else f"{percentile:.0f}"
+            return f"{value:.{digits}f} ({shown})"
+
+        lines.append(
+            f"| {s['method']} | {spread(s['accuracy'], 3)} | {interval(s['accuracy'], 3)} "
+            f"| {spread(s['final_cost'], 4)} | {interval(s['final_cost'], 4)} "
+            f"| {s['diverged']:.0%} | {at(course['accuracy'], course['accuracy_percentile'], 3)} "
+            f"| {at(course['final_cost'], course['final_cost_percentile'], 4)} |"
+        )
+    return "\n".join(lines)
+
+
+def beats_table(comparison: SeedsComparison) -> str:
+    """The paired comparison as a Markdown table: the share of seeds on which the row's run
+    beats the column's (a higher accuracy; the rest of the seeds are ties or the column's)."""
+    n = len(comparison.methods)
+    lines = [
+        "| row more accurate than column, same seed | "
+        + " | ".join(f"({j + 1})" for j in range(n)) + " |",
+        "|---|" + "---:|" * n,
+    ]
+    for i, method in enumerate(comparison.methods):
+        cells = ("" if i == j else f"{comparison.beats[i, j]:.0%}" for j in range(n))
+        lines.append(f"| ({i + 1}) {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def seeds_report(comparison: SeedsComparison) -> str:
+    """What ``jaxopt-lab compare --seeds N`` prints: :func:`seeds_table`, :func:`beats_table`."""
+    runs, seeds = len(comparison.methods), len(comparison.seeds)
+    return (
+        f"{seeds_table(comparison)}\n\n{beats_table(comparison)}\n\n{runs * seeds} runs "
+        f"({runs} x {seeds} seeds) and the course's own {runs}"
+    )
+
+
+class LearningRateSearch(NamedTuple):
+    """What :func:`lr_find` gives back."""
+
+    rows: list[dict]  # every (optimizer, learning rate, seed): lr_curve's rows
+    curves: dict[str, dict]  # optimizer -> stats.lr_curves's summary
+    epochs: int
+
+
+def lr_curve(
+    names: Sequence[str],
+    learning_rates: Sequence[float],
+    seeds: Sequence[int],
+    *,
+    epochs: int,
+    mini_batch_size: int = 64,
+    on_epochs: Callable[[int], None] | None = None,
+) -> list[dict]:
+    """Every optimizer x learning rate x seed, one :func:`jaxopt_lab.sweep.sweep` per program
+    structure (GD and momentum share one: GD is momentum with ``beta = 0``, see
+    :meth:`RunConfig.make_optimizer`).
+
+    Each row is the row ``jaxopt-lab sweep`` (:func:`sweep_runs`) gives that optimizer at that
+    learning rate and seed, to float tolerance: a diverged run is a row whose
+    ``diverged_at_epoch`` is set and whose ``final_cost`` and ``accuracy`` are None.
+
+    Args:
+      names: optimizers, names in ``optimizers.OPTIMIZERS`` (duplicates ignored).
+      learning_rates: the rates to try (duplicates ignored).
+      seeds: distinct JAX seeds.
+      epochs, mini_batch_size: of every run; the other settings are :class:`RunConfig`'s defaults.
+      on_epochs: called with the run-epochs done since its last call.
+
+    Returns:
+      Rows ``{"optimizer", "learning_rate", "seed", "diverged_at_epoch", "final_cost",
+      "accuracy"}``, optimizers in the order given, then learning rates, seeds fastest.
+
+    Raises:
+      InvalidValue: an unknown optimizer, an invalid rate or seed, or more runs than
+        :data:`MEMORY_BUDGET` holds.
+      runtime.Stopped: a signal stopped the runs.
+    """
+    names = list(dict.fromkeys(names))
+    rates = [float(rate) for rate in dict.fromkeys(learning_rates)]
+    if not names or not rates:
+        raise InvalidValue("optimizer" if not names else "learning_rate",
+                           "needs at least one value")  # fmt: skip
+    base = RunConfig(epochs=epochs, mini_batch_size=mini_batch_size)
+    for name in names:
+        base._replace(optimizer=name).check()
+    for rate in rates:
+        check("learning_rate", rate, name="learning_rates")
+    bytes_per_seed = len(names) * len(rates) * (ROW_BYTES + 4 * min(epochs, 1000))
+    seeds = _seed_list(seeds, most=MEMORY_BUDGET // bytes_per_seed)  # a chunk's costs per run
+    m = data.load_moons()[0].shape[1]
+    groups = _structures([base._replace(optimizer=n).make_optimizer(m, shared_structure=True)
+                          for n in names])  # fmt: skip
+    tables = _run_sweeps(
+        [(sweep_factory(base, m), {"optimizer": [names[i] for i in group], "learning_rate": rates})
+         for group in groups],
+        seeds, epochs=epochs, mini_batch_size=mini_batch_size, on_epochs=on_epochs,
+    )  # fmt: skip
+    rows = [
+        {key: row[key] for key in ("optimizer", "learning_rate", "seed", "diverged_at_epoch",
+                                   "final_cost", "accuracy")}  # fmt: skip
+        for table in tables
+        for row in table.rows()
+    ]
+    order = {name: i for i, name in enumerate(names)}
+    return sorted(rows, key=lambda row: order[row["optimizer"]])  # stable: rates, then seeds
+
+
+def learning_rates(lr_from: float, lr_to: float, points: int) -> list[float]:
+    """``points`` learning rates from ``lr_from`` to ``lr_to``, evenly spaced on a log scale."""
+    check("lr_from", lr_from)
+    check("lr_to", lr_to)
+    check("points", points)
+    if not lr_from < lr_to:
+        raise InvalidValue("lr_from", f"must be below {{lr_to}} ({lr_to!r}), got {lr_from!r}",
+                           mentions=("lr_to",))  # fmt: skip
+    return np.geomspace(lr_from, lr_to, points).tolist()
+
+
+def lr_find(
+    names: Sequence[str],
+    *,
+    seeds: Sequence[int],
+    epochs: int,
+    lr_from: float = BY_NAME["lr_from"].default,
+    lr_to: float = BY_NAME["lr_to"].default,
+    points: int = BY_NAME["points"].default,
+    on_epochs: Callable[[int], None] | None = None,
+) -> LearningRateSearch:
+    """Each optimizer's final cost and accuracy against the learning rate, over seeds.
+
+    Trains :func:`learning_rates` ``(lr_from, lr_to, points)`` for every optimizer and seed
+    (:func:`lr_curve`), then summarises each optimizer (:func:`jaxopt_lab.stats.lr_curves`): per
+    rate the median and 10-90% band over the seeds and the seeds that diverged, the best rate,
+    and the widest range of rates around it within one accuracy point of the best.
+
+    Raises:
+      InvalidValue: as :func:`lr_curve`, or ``lr_from`` not below ``lr_to``; a grid larger than
+        the memory budget is refused before it is built.
+    """
+    check("points", points)
+    if len(set(names)) * points * len(seeds) * ROW_BYTES > MEMORY_BUDGET:
+        raise InvalidValue(
+            "points",
+            f"{points} with {{seed_count}} {len(seeds)} and {len(set(names))} optimizers makes "
+            f"more runs than fit the memory budget (runs.MEMORY_BUDGET, "
+            f"{MEMORY_BUDGET / 2**30:g} GiB)",
+            mentions=("seed_count",),
+        )
+    rates = learning_rates(lr_from, lr_to, points)
+    rows = lr_curve(names, rates, seeds, epochs=epochs, on_epochs=on_epochs)
+    return LearningRateSearch(rows, stats.lr_curves(rows), epochs)
+
+
+def course_rates() -> dict[float, str]:
+    """The course's learning rates (0.0007, 0.1, 0.01), each labelled, to mark in pictures."""
+    return {config.learning_rate: f"course's {config.learning_rate:g}" for _, config in COURSE_RUNS}
+
+
+def lr_find_table(search: LearningRateSearch) -> str:
+    """Per optimizer: the best learning rate, its median accuracy and final cost over the seeds,
+    the range of rates within one accuracy point of it, and the runs that diverged."""
+    lines = [
+        "| optimizer | best learning rate | median accuracy | median final cost "
+        f"| within {stats.WITHIN} accuracy of the best | diverged runs |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, curve in search.curves.items():
+        diverged = np.asarray(curve["diverged"])
+        where = ""
+        if diverged.any():
+            rates = np.asarray(curve["learning_rate"])[diverged > 0]
+            where = f" (at {len(rates)} rates, from {rates.min():.3g})"
+        runs = len(curve["learning_rate"]) * curve["seeds"]
+        best, within = curve["best"], curve["within"]
+        if best is None:
+            found = "none: every rate had a diverged seed | - | - | -"
+        else:
+            found = (
+                f"{best['learning_rate']:.3g} | {best['accuracy']:.3f} | {best['final_cost']:.4f} "
+                f"| {within['low']:.3g} to {within['high']:.3g} (x{within['factor']:.3g})"
+            )
+        lines.append(f"| {name} | {found} | {diverged.sum()} of {runs}{where} |")
+    return "\n".join(lines)
+
+
+def lr_find_report(search: LearningRateSearch) -> str:
+    """What ``jaxopt-lab lr-find`` prints: :func:`lr_find_table` and the number of runs."""
+    return f"{lr_find_table(search)}\n{len(search.rows)} runs x {search.epochs} epochs"
 
 
 # ---------------------------------------------------------------------------------------------

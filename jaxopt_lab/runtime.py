@@ -70,6 +70,7 @@ def enable_compilation_cache() -> None:
     if os.environ.get("JAXOPT_LAB_NO_CACHE") or jax.config.jax_compilation_cache_dir:
         return
 
+    _complete_access_times(cache_dir())
     jax.config.update("jax_compilation_cache_dir", str(cache_dir()))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
@@ -86,6 +87,9 @@ _DAMAGED_ENTRY = re.compile(r"Error reading persistent compilation cache entry f
 
 def _removing_damaged_entries(show):
     def showwarning(message, category, filename, lineno, file=None, line=None):
+        if _MISSING_ACCESS_TIME.search(str(message)):  # another process stopped mid-write
+            _complete_access_times(cache_dir())  # this entry is written next time
+            return None
         found = _DAMAGED_ENTRY.search(str(message))
         if found is None:
             return show(message, category, filename, lineno, file, line)
@@ -97,6 +101,27 @@ def _removing_damaged_entries(show):
 
     showwarning.removes_damaged_cache_entries = True
     return showwarning
+
+
+_MISSING_ACCESS_TIME = re.compile(r"Error writing persistent compilation cache entry .*-atime")
+
+
+def _complete_access_times(directory: Path) -> None:
+    """Give every cached program in ``directory`` an access-time file (the oldest time, so it is
+    evicted first). Before each write, JAX's bounded cache reads the access time of every entry,
+    and one missing file makes every write fail with a warning: a process stopped between an
+    entry's two files leaves one, and so does a cache written without a bound (jaxopt_lab before
+    the bound, or JAX's own default)."""
+    try:
+        names = set(os.listdir(directory))
+    except OSError:  # no cache yet, or not readable: JAX says so if it matters
+        return
+    for name in names:
+        if name.endswith("-cache") and f"{name.removesuffix('-cache')}-atime" not in names:
+            try:
+                (directory / f"{name.removesuffix('-cache')}-atime").write_bytes(bytes(8))
+            except OSError:
+                return
 
 
 def _undecodable_entries(name: str) -> list[Path]:

@@ -139,6 +139,14 @@ COMMAND_SETTINGS: tuple[Setting, ...] = (  # how runs are carried out, swept and
     Setting("block_runs", "int", None,
             "runs each device trains at once (default: as many as fit a core's cache); results "
             "do not depend on it", low=1, high=2**24, metavar="N"),
+    Setting("seed_count", "int", None, "train every run with each of the JAX seeds 0 to N-1",
+            low=1, high=MAX_INT32, flag="--seeds", metavar="N"),
+    Setting("lr_from", "float", 1e-5, "the smallest learning rate tried", low=0.0,
+            low_open=True, flag="--from", metavar="LR"),
+    Setting("lr_to", "float", 10.0, "the largest learning rate tried", low=0.0, low_open=True,
+            flag="--to", metavar="LR"),
+    Setting("points", "int", 64, "learning rates tried, evenly spaced on a log scale", low=1,
+            high=MAX_INT32, metavar="N"),
 )  # fmt: skip
 
 SETTINGS = RUN_SETTINGS + COMMAND_SETTINGS

@@ -136,6 +136,28 @@ def test_a_backend_that_cannot_start_is_one_line(tmp_path):
         assert line.startswith("jaxopt-lab: error: JAX could not start its backend")
 
 
+def test_cache_entries_without_access_times_are_completed_not_warned_about(tmp_path):
+    # A process stopped between an entry's two files, or a cache written without a bound, leaves
+    # programs with no access time; JAX's bounded cache then fails every write with a warning.
+    env = {"XDG_CACHE_HOME": str(tmp_path), "JAXOPT_LAB_NO_CACHE": ""}
+    cache = tmp_path / "jaxopt_lab" / "jax"
+    first = _run("train", "--epochs", "5", "--no-progress", env=env)
+    assert first.communicate(timeout=120) and first.returncode == 0
+    written = {p.name for p in cache.glob("*-cache")}
+    for atime in cache.glob("*-atime"):
+        atime.unlink()
+    # another optimizer: new programs to write beside the old ones
+    second = _run("train", "--epochs", "5", "--optimizer", "momentum", "--no-progress", env=env)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 0 and "Accuracy:" in out
+    assert err.strip() == ""
+    programs = {p.name for p in cache.glob("*-cache")}
+    assert programs > written  # the second run's new programs were written
+    assert {p.removesuffix("-cache") for p in programs} == {
+        p.name.removesuffix("-atime") for p in cache.glob("*-atime")
+    }
+
+
 def test_a_damaged_compilation_cache_entry_is_one_line_and_replaced(tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path), "JAXOPT_LAB_NO_CACHE": ""}
     argv = ["train", "--epochs", "5", "--no-progress"]

@@ -107,6 +107,32 @@ def test_epoch_permutation_is_a_pure_function_of_key_and_epoch():
     np.testing.assert_array_equal(np.asarray(many[2]), first)
 
 
+@pytest.mark.parametrize("m", [1, 300, 513, 1700, 2**16 + 1])
+def test_epoch_permutation_is_jax_random_permutation_bit_for_bit(m):
+    # 1700 takes two sorting rounds in jax.random.permutation; above 2**16 it is called directly.
+    seeds, epochs = jnp.asarray([0, 1, 2**32 - 1], jnp.uint32), jnp.asarray([0, 7, 123456])
+
+    @jax.jit
+    def both(seed, epoch):
+        key = jax.random.PRNGKey(seed)
+        expected = jax.random.permutation(jax.random.fold_in(key, epoch), m)
+        return data.epoch_permutation(key, epoch, m), expected
+
+    got, expected = jax.vmap(both)(seeds, epochs)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+
+
+@pytest.mark.parametrize("m", [2, 300, 2**16])
+def test_stable_argsort_u32_is_numpy_s_stable_argsort(m):
+    rng = np.random.default_rng(m)
+    # ties from many to few: values below 1, 4, 2**16 and 2**32
+    values = np.stack([rng.integers(0, high, m, dtype=np.uint64) for high in (1, 4, 2**16, 2**32)])
+    values = np.concatenate([values, values | 0xFFFF0000]).astype(np.uint32)  # equal high bits
+    got = jax.jit(jax.vmap(data.stable_argsort_u32))(jnp.asarray(values))
+    np.testing.assert_array_equal(np.asarray(got), np.argsort(values, axis=-1, kind="stable"))
+
+
 def test_batch_sizes_of_the_course():
     # The course's split of 300 examples into mini-batches of 64.
     assert data.batch_sizes(300, 64) == [64, 64, 64, 64, 44]

@@ -18,6 +18,13 @@ from jaxopt_lab import data
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "optimization_methods.ipynb"
 PAIRED_SCRIPT = NOTEBOOK.with_suffix(".py")
+# Chapters 8 and 9 in a minute: 3 seeds of 1000 epochs, 2 learning rates. Adam's runs then have
+# the same shape in both chapters (3 seeds x 2), so chapter 9 reuses that compiled program.
+SMALL = {
+    "JAXOPT_LAB_NOTEBOOK_SEEDS": "3",
+    "JAXOPT_LAB_NOTEBOOK_EPOCHS": "1000",
+    "JAXOPT_LAB_NOTEBOOK_POINTS": "2",
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +51,8 @@ def executed(tmp_path_factory) -> tuple[nbformat.NotebookNode, float]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JUPYTER_PATH", env_path)
         patch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+        for name, value in SMALL.items():
+            patch.setenv(name, value)
         start = time.perf_counter()
         client.execute()
     return notebook, time.perf_counter() - start
@@ -110,8 +119,53 @@ def test_figures_are_drawn_inline(executed):
         output for cell in executed[0].cells if cell.cell_type == "code"
         for output in cell.outputs if "image/png" in output.get("data", {})
     ]  # fmt: skip
-    # data, mini-batches, cost curves, boundaries, decay, paths
-    assert len(pictures) >= 6
+    # data, mini-batches, cost curves, boundaries, decay, paths; seeds, cost bands, learning rates
+    assert len(pictures) >= 9
+
+
+def beats_table(text: str) -> dict[tuple[str, str], float]:
+    """The printed paired comparison: (row's method, column's method) -> share."""
+    rows = re.findall(r"^\| \((\d+)\) (.+?) \| (.+) \|$", text, flags=re.MULTILINE)
+    methods = {int(i): method for i, method, _ in rows}
+    return {
+        (method, methods[j + 1]): float(cell.strip().rstrip("%")) / 100
+        for _, method, cells in rows
+        for j, cell in enumerate(cells.split("|"))
+        if cell.strip()
+    }
+
+
+def test_the_seeds_chapter_says_what_its_numbers_say(executed):
+    text = printed(executed[0])
+    assert "21 runs (7 x 3 seeds x 1000 epochs) and the course's own seven" in text
+    shares = beats_table(text)
+    assert len(shares) == 7 * 6
+    claims = re.findall(r"(holds on almost every seed|holds on most seeds, not all|is reversed on "
+                        r"most seeds|is not settled by one seed: neither is ahead on most): (.+?) "
+                        r"is more accurate than (.+?) on (\d+)% of the 3 seeds, .+? than .+? on "
+                        r"(\d+)%, the rest tie", text)  # fmt: skip
+    # Adam over momentum, momentum over GD, decay rescuing GD and momentum
+    assert len(claims) == 4
+    for verdict, a, b, ahead, behind in claims:
+        assert float(ahead) == round(100 * shares[(a, b)])
+        assert float(behind) == round(100 * shares[(b, a)])
+        x, y = shares[(a, b)], shares[(b, a)]
+        expected = ("holds on almost every seed" if x >= 0.9 else
+                    "holds on most seeds, not all" if x >= 0.5 and x > y else
+                    "is reversed on most seeds" if y >= 0.5 and y > x else
+                    "is not settled by one seed: neither is ahead on most")  # fmt: skip
+        assert verdict == expected
+    assert re.search(r"their accuracies differ by [0-9.]+ on average, so momentum", text)
+
+
+def test_the_learning_rate_chapter_reports_the_four_optimizers(executed):
+    text = printed(executed[0])
+    found = re.findall(r"^\| (gd|momentum|rmsprop|adam) \| ([0-9.e+-]+) \|.+\(x([0-9.e+]+)\)", text,
+                       flags=re.MULTILINE)  # fmt: skip
+    assert [name for name, _, _ in found] == ["gd", "momentum", "rmsprop", "adam"]
+    factors = {name: float(factor) for name, _, factor in found}
+    (most,) = re.findall(r"The most forgiving here is (\w+)\.", text)
+    assert factors[most] == max(factors.values())
 
 
 def test_the_notebook_is_stored_without_outputs_and_matches_its_script():
