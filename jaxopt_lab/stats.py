@@ -6,7 +6,7 @@ JSON). It is left out of every mean, spread, quantile and percentile, and counte
 Functions return Python floats, or None where a figure is undefined (no finished run, or fewer
 than two for a spread), so that results stay strict JSON.
 
-Plain NumPy (and SciPy's t quantile); nothing here depends on JAX.
+Plain NumPy (and SciPy's t quantile, ``scipy.special.stdtrit``); nothing here depends on JAX.
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def summary(values: Sequence[float | None]) -> dict:
     n = int(x.size)
     result = {"n": n, "mean": _number(x.mean()) if n else None, "std": None, "ci95": None}
     if n >= 2:
-        from scipy import stats as scipy_stats  # imported here: a second of start-up otherwise
+        from scipy import special  # imported here: 0.2 s of start-up otherwise (scipy.stats: 0.6)
 
         std = float(x.std(ddof=1))
-        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * std / math.sqrt(n)
+        half = float(special.stdtrit(n - 1, 0.5 + CONFIDENCE / 2)) * std / math.sqrt(n)
         result["std"], result["ci95"] = std, [result["mean"] - half, result["mean"] + half]
     return result
 
@@ -99,11 +99,17 @@ def quantile_curves(costs: np.ndarray, quantiles: Sequence[float] = BAND) -> np.
       Shape (len(quantiles), epochs), NaN at an epoch where every run had diverged.
     """
     costs = np.where(np.isfinite(costs), costs, np.nan).astype(np.float64)
-    alive = ~np.all(np.isnan(costs), axis=0)
-    curves = np.full((len(quantiles), costs.shape[1]), np.nan)
-    if alive.any():
-        curves[:, alive] = np.nanquantile(costs[:, alive], quantiles, axis=0)
-    return curves
+    # np.nanquantile's linear method, for every epoch at once (it takes one epoch at a time: 2 s
+    # for the seven runs' 5000 epochs): sorted, NaN last; the q-quantile of the n finite values
+    # lies at position q (n - 1), between the values either side of it.
+    ordered = np.sort(costs, axis=0)
+    last = np.maximum(np.sum(~np.isnan(costs), axis=0) - 1, 0)
+    position = np.asarray(quantiles, dtype=np.float64)[:, None] * last
+    below = np.floor(position).astype(np.int64)
+    low = np.take_along_axis(ordered, below, axis=0)
+    high = np.take_along_axis(ordered, np.minimum(below + 1, last), axis=0)
+    t = position - below
+    return np.where(t >= 0.5, high - (high - low) * (1 - t), low + (high - low) * t)
 
 
 def json_numbers(array) -> list:

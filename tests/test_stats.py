@@ -115,3 +115,18 @@ def test_lr_curves_with_every_rate_diverged_has_no_best():
     curve = stats.lr_curves(_rows({0.5: [None], 5.0: [None]}))["gd"]
     assert curve["best"] is None and curve["within"] is None
     assert curve["diverged"] == [1, 1]
+
+
+def test_quantile_curves_are_numpy_s_nanquantile_epoch_by_epoch():
+    rng = np.random.default_rng(7)
+    costs = rng.lognormal(size=(9, 400))
+    costs[rng.random(costs.shape) < 0.3] = np.nan  # runs that diverged, up to every run
+    costs[:, 5] = np.nan
+    costs[1:, 6] = np.inf
+    quantiles = (0.0, 0.1, 0.25, 0.5, 0.9, 1.0)
+    curves = stats.quantile_curves(costs, quantiles)
+    finite = np.where(np.isfinite(costs), costs, np.nan)
+    for epoch in range(costs.shape[1]):
+        alive = finite[:, epoch][~np.isnan(finite[:, epoch])]
+        expected = np.quantile(alive, quantiles) if alive.size else np.full(len(quantiles), np.nan)
+        np.testing.assert_allclose(curves[:, epoch], expected, rtol=1e-15, atol=0)
