@@ -171,14 +171,19 @@ HAND = {
 
 # %%
 def optax_run(transformation, p, gradients):
+    @jax.jit  # one compiled step, called 200 times
+    def step(p, g, state):
+        updates, state = transformation.update(g, state, p)
+        return optax.apply_updates(p, updates), state
+
     state = transformation.init(p)
     for g in gradients:
-        updates, state = transformation.update(g, state, p)
-        p = optax.apply_updates(p, updates)
+        p, state = step(p, g, state)
     return p
 
 
 def hand_run(step, state, p, gradients, learning_rate):
+    step = jax.jit(step)
     for g in gradients:
         p, state = step(p, g, state, learning_rate)
     return p

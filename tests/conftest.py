@@ -84,3 +84,11 @@ def pytest_collection_modifyitems(config, items):
         )
         if shared:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+    # The longest pieces go first, so that no worker is left with one of them while the others
+    # have finished (the notebook alone takes about a quarter of a worker's share of the run).
+    first = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.module.__name__.rsplit(".", 1)[-1], len(first)))
+
+
+LONGEST_FIRST = ("test_notebook", "test_seeds", "test_distributed", "test_course", "test_cli")

@@ -278,8 +278,8 @@ def test_compare_and_sweep_stop_in_one_line_on_a_signal(tmp_path, command):
     # One device: the sweep then trains on one core while the test waits, not on every core.
     one = {"XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     proc = _cli(*command, "--out", str(tmp_path / "out"), env_extra=one)
-    # compare: during start-up (it trains in a few seconds); sweep: during training
-    time.sleep(1.5 if command == ["compare"] else 8)
+    # compare: during start-up (it trains in a few seconds); sweep: compiling or training
+    time.sleep(1.5 if command == ["compare"] else 5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err

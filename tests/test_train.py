@@ -174,17 +174,25 @@ def _summed_cost_and_grad(params, xb, yb):
 
 
 @functools.cache
-def optax_reference(name, seed, num_epochs=TREE_EPOCHS, mini_batch_size=64):
-    """A plain Optax loop, one jitted step per mini-batch, over the params dict: the same initial
-    parameters and epoch orders as ``fit``, batches cut in order with the last one smaller, each
-    batch's summed cross-entropy taken before its update; the epoch's cost is that sum over m."""
+def optax_step(name):
+    """One jitted Optax step per transformation, for every seed and mode (its input shapes do not
+    depend on the batch)."""
     optimizer = transformation(name)
 
-    @jax.jit  # compiles once per optimizer: its input shapes do not depend on the batch
+    @jax.jit
     def update(grads, state, params):
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
+    return update
+
+
+@functools.cache
+def optax_reference(name, seed, num_epochs=TREE_EPOCHS, mini_batch_size=64):
+    """A plain Optax loop, one jitted step per mini-batch, over the params dict: the same initial
+    parameters and epoch orders as ``fit``, batches cut in order with the last one smaller, each
+    batch's summed cross-entropy taken before its update; the epoch's cost is that sum over m."""
+    optimizer, update = transformation(name), optax_step(name)
     params = jax.tree.map(jnp.asarray, model.init_params(LAYERS, seed))
     state = optimizer.init(params)
     costs = []
