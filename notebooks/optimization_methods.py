@@ -82,7 +82,7 @@ plt.show()
 # %%
 LAYERS = [2, 5, 2, 1]
 params = model.init_params(LAYERS)  # He initialisation after np.random.seed(3), as the course
-grads = jax.grad(model.loss)(params, X, Y)
+grads = jax.jit(jax.grad(model.loss))(params, X, Y)  # one compiled program, not one per operation
 print({name: g.shape for name, g in grads.items()})
 
 

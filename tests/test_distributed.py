@@ -77,7 +77,7 @@ def test_two_processes_write_the_rows_of_one(tmp_path):
 @pytest.mark.parametrize("victim", [1, 0])
 def test_a_killed_process_stops_the_other_in_bounded_time_with_one_line(tmp_path, victim):
     port = free_port()
-    long_run = ["--epochs", "2000000", "--peer-timeout", "5"]
+    long_run = ["--epochs", "2000000", "--peer-timeout", "3"]
     pair = [start([*GRID, *long_run, *group(port, r)], 1) for r in (0, 1)]
     time.sleep(8)  # both joined and training (a kill during joining ends the same way)
     pair[victim].send_signal(signal.SIGKILL)

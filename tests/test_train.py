@@ -151,7 +151,15 @@ OPTAX_TRANSFORMATIONS = {
     "inject_hyperparams_adam": lambda: optax.inject_hyperparams(optax.adam)(learning_rate=0.01),
     "adafactor": lambda: optax.adafactor(0.01, min_dim_size_to_factor=2),
 }
-TRANSFORMATIONS = pytest.mark.parametrize("name", list(OPTAX_TRANSFORMATIONS))
+
+
+def on_one_worker(names):
+    """Each name's tests in one pytest-xdist worker: its fit program and plain loop compile once
+    there for both modes and the sweep row."""
+    return [pytest.param(name, marks=pytest.mark.xdist_group(f"optax-{name}")) for name in names]
+
+
+TRANSFORMATIONS = pytest.mark.parametrize("name", on_one_worker(OPTAX_TRANSFORMATIONS))
 TREE_CHUNK = 5  # 12 = 5 + 5 + 2: chunk boundaries and a short last chunk on the tree path too
 
 
@@ -231,7 +239,7 @@ def test_fit_equals_a_plain_optax_loop_for_any_transformation(name, seed):
     assert jax.tree.structure(result.opt_state) == jax.tree.structure(expected_state)
 
 
-@pytest.mark.parametrize("name", ["adamw_masked", "lamb", "multi_transform"])
+@pytest.mark.parametrize("name", on_one_worker(["adamw_masked", "lamb", "multi_transform"]))
 def test_a_sweep_row_equals_a_plain_optax_loop(name):
     from jaxopt_lab import sweep
 
