@@ -213,10 +213,24 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         return _write_then_rename(Path(path), write)
 
 
+def _file_mode() -> int:
+    """The permissions ``open`` gives a new file here: 0o666 less the process's umask (read without
+    changing it: ``os.umask`` would change it for every thread)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    return 0o644  # the common umask, 022
+
+
 def _write_then_rename(path: Path, write) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=path.suffix)
     try:
+        os.fchmod(fd, _file_mode())  # mkstemp makes 0o600: a result others may read, as open's
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

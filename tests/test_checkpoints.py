@@ -121,6 +121,22 @@ def test_a_signal_no_check_acted_on_is_delivered_when_the_block_ends(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["whole.txt"]
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_written_files_have_the_permissions_open_gives(tmp_path, umask):
+    # mkstemp's files are 0o600: a result or a checkpoint must be as readable as any new file.
+    script = (
+        "import os, sys; os.umask(int(sys.argv[2], 8)); from jaxopt_lab import runtime; "
+        "runtime.write_json(os.path.join(sys.argv[1], 'r.json'), {}); "
+        "open(os.path.join(sys.argv[1], 'plain'), 'w').close()"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path), oct(umask)[2:]],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    plain = (tmp_path / "plain").stat().st_mode & 0o777
+    assert plain == 0o666 & ~umask
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == plain
+
+
 # ---------------------------------------------------------------------------------------------
 # Damaged, foreign and stray files in the checkpoint folder
 # ---------------------------------------------------------------------------------------------
