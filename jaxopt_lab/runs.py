@@ -410,6 +410,7 @@ def compare_table(rows: Sequence[dict]) -> str:
 
 MEMORY_BUDGET = 2**30  # bytes of host memory a seeds comparison or a learning-rate search plans for
 ROW_BYTES = 2048  # a result row on the host (a dict of a dozen entries) and its share of the rest
+SHUFFLE_ENTRIES = 2**22  # epoch-order entries a seeds sweep draws per chunk (16 MiB of int32)
 
 
 def _seed_list(seeds, *, most: int) -> list[int]:
@@ -449,12 +450,17 @@ def _run_sweeps(sweeps, seeds, *, epochs, mini_batch_size, keep_costs=False, on_
 
     ``keep_costs`` keeps every epoch's cost per run; ``on_epochs`` gets the run-epochs done since
     its last call. A signal stops every sweep at its next chunk boundary
-    (:class:`runtime.Stopped`). Chunks are as long as the sweep's shuffle budget allows
-    (:data:`jaxopt_lab.sweep.PERMUTATION_BUDGET`); results do not depend on their length.
+    (:class:`runtime.Stopped`).
+
+    A chunk's shuffles are drawn at once (an int32 per example, epoch and seed, and the sorts'
+    working copies), and two sweeps run at once, so chunks are kept to :data:`SHUFFLE_ENTRIES`
+    of them per sweep: 100 seeds of 300 examples take chunks of 139 epochs. Results do not depend
+    on the chunk length.
     """
     from jaxopt_lab import sweep
 
     X, Y = data.load_moons()
+    chunk_epochs = max(1, min(train.DEFAULT_CHUNK_EPOCHS, SHUFFLE_ENTRIES // (len(seeds) * X.shape[1])))
     lock = threading.Lock()
     with runtime.deferred_stops() as stops:
 
@@ -471,8 +477,8 @@ def _run_sweeps(sweeps, seeds, *, epochs, mini_batch_size, keep_costs=False, on_
 
             return sweep.sweep_table(
                 X, Y, LAYERS_DIMS, factory, grid, seeds=seeds, num_epochs=epochs,
-                mini_batch_size=mini_batch_size, keep_costs=keep_costs, on_progress=progress,
-                as_rows=True,
+                mini_batch_size=mini_batch_size, chunk_epochs=chunk_epochs, keep_costs=keep_costs,
+                on_progress=progress, as_rows=True,
             )  # fmt: skip
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
