@@ -340,7 +340,8 @@ def fit_runs(
             fitted[i] = (result, time.perf_counter() - start)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for future in [pool.submit(fit_group, indices) for indices in groups.values()]:
+        work = runtime.in_this_precision(fit_group)  # threads: in the caller's precision
+        for future in [pool.submit(work, indices) for indices in groups.values()]:
             future.result()
     return fitted
 
@@ -482,7 +483,7 @@ def _run_sweeps(sweeps, seeds, *, epochs, mini_batch_size, keep_costs=False, on_
             )  # fmt: skip
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-            futures = [pool.submit(run, *job) for job in sweeps]
+            futures = [pool.submit(runtime.in_this_precision(run), *job) for job in sweeps]
             try:
                 return [future.result() for future in futures]
             except BaseException:

@@ -46,6 +46,23 @@ def use_float64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
+def in_this_precision(work: Callable) -> Callable:
+    """``work``, to be run on another thread in the precision of the thread calling this.
+
+    ``with jax.enable_x64(True):`` switches float64 on for the thread that enters it only; a
+    worker thread would train in float32 and say nothing.
+    """
+    import jax
+
+    x64 = bool(jax.config.jax_enable_x64)
+
+    def run(*args, **kwargs):
+        with jax.enable_x64(x64):
+            return work(*args, **kwargs)
+
+    return run
+
+
 def cache_dir() -> Path:
     """Where compiled programs persist: ``$XDG_CACHE_HOME/jaxopt_lab/jax`` (``~/.cache`` default)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"

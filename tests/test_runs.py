@@ -211,3 +211,13 @@ def test_each_thread_s_fit_reports_only_its_own_compilation():
     assert warm.run_seconds >= 0 and fresh.run_seconds >= 0
     warm, fresh, _ = pair()  # everything compiled: neither run reports compilation
     assert (warm.compile_seconds, fresh.compile_seconds) == (0.0, 0.0)
+
+
+def test_compare_trains_in_the_precision_of_the_thread_that_calls_it():
+    # jax.enable_x64 holds for the thread that enters it; compare's worker threads follow it.
+    short = [(label, config._replace(epochs=20)) for label, config in runs.COURSE_RUNS[:3]]
+    with jax.enable_x64(True):
+        _, fitted = runs.compare(short)
+    assert [fit.costs.dtype for fit in fitted] == [np.float64] * 3
+    _, fitted = runs.compare(short)
+    assert [fit.costs.dtype for fit in fitted] == [np.float32] * 3

@@ -93,10 +93,29 @@ def test_every_seed_row_is_fit_with_that_seed(compared, fits):
             )  # fmt: skip
             assert row["diverged_at_epoch"] is None
             fit = fits.get((label, row["seed"]))
-            if fit is not None:
-                assert row["final_cost"] == pytest.approx(float(fit.costs[-1]), rel=1e-5)
-                assert row["accuracy"] == runs.accuracy_of(fit.params, X, Y)
+            if fit is not None:  # float32 over 5000 epochs: see the float64 test below
+                assert row["final_cost"] == pytest.approx(float(fit.costs[-1]), rel=1e-3)
+                assert row["accuracy"] == pytest.approx(runs.accuracy_of(fit.params, X, Y),
+                                                        abs=1.5 / X.shape[1])  # fmt: skip
     assert {seed for _, seed in fits} == set(range(SEEDS))
+
+
+def test_every_seed_row_and_cost_curve_is_fit_with_that_seed_in_float64(x64):
+    # In float32 a run in the sweep's batched program can leave fit's by one rounding, and 5000
+    # epochs of chaotic training grow that to 1e-3 (measured); in float64 the two are one run.
+    # The runs of one program structure (GD and momentum, with and without decay): one sweep.
+    X, Y = data.load_moons()
+    chosen = [runs.COURSE_RUNS[i] for i in (0, 1, 4, 5)]
+    comparison = runs.compare_seeds([0, 5], chosen, epochs=300)
+    for i, (label, config) in enumerate(chosen):
+        optimizer = config.make_optimizer(X.shape[1], shared_structure=True)
+        for j, seed in enumerate([0, 5]):
+            fit = train.fit(X, Y, runs.LAYERS_DIMS, optimizer, num_epochs=300, seed=seed)
+            row = comparison.rows[i * 2 + j]
+            assert (row["method"], row["seed"]) == (label, seed)
+            np.testing.assert_allclose(comparison.costs[i, j], fit.costs, rtol=1e-12)
+            assert row["final_cost"] == pytest.approx(float(fit.costs[-1]), rel=1e-12)
+            assert row["accuracy"] == runs.accuracy_of(fit.params, X, Y)
 
 
 def test_the_cost_bands_are_the_quantiles_of_fit_s_costs(compared, fits):
