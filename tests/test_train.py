@@ -306,10 +306,12 @@ def extra_args_transformation(name):
 def extra_args_step(name):
     """One step of a plain Optax loop as Optax's documentation writes one for L-BFGS: the batch's
     mean cross-entropy is passed as ``value``, its gradient as ``grad`` and the loss of the params
-    dict as ``value_fn``. Jitted once per transformation (and batch shape)."""
+    dict as ``value_fn``. Jitted once per transformation (and batch shape), with the XLA options
+    fit's programs use: float32 L-BFGS's line search turns a last-bit difference between two
+    compilations into another step, and the test is about the algorithm, not the compiler."""
     optimizer = extra_args_transformation(name)
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=train.compiler_options())
     def step(params, state, xb, yb):
         def objective(p):
             per_example = model.cross_entropy(model.forward(p, xb), yb)
