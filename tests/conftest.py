@@ -86,7 +86,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
     # The longest pieces go first, so that no worker is left with one of them while the others
-    # have finished (the notebook alone takes about a quarter of a worker's share of the run).
+    # have finished (the notebook alone takes about a fifth of a worker's share of the run).
     first = {name: rank for rank, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: first.get(item.module.__name__.rsplit(".", 1)[-1], len(first)))
 
