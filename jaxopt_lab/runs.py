@@ -295,6 +295,14 @@ def _starting_state(checkpointer, config: RunConfig, optimizer, resume: bool):
 # ---------------------------------------------------------------------------------------------
 
 
+def _structures(optimizers_: Sequence[optax.GradientTransformation]) -> list[list[int]]:
+    """The indices of ``optimizers_`` grouped by program structure, in order of first use."""
+    groups: dict[Any, list[int]] = {}
+    for i, optimizer in enumerate(optimizers_):
+        groups.setdefault(train.split_optimizer(optimizer)[1], []).append(i)
+    return list(groups.values())
+
+
 def fit_runs(
     configs: Sequence[RunConfig], X, Y, *, on_epochs: Callable[[int], None] | None = None
 ) -> list[tuple[train.FitResult, float]]:
@@ -315,9 +323,6 @@ def fit_runs(
       ``(result, seconds)`` per config, in order; seconds is the run's wall time, compile included.
     """
     optimizers_ = [config.make_optimizer(X.shape[1], shared_structure=True) for config in configs]
-    groups: dict[Any, list[int]] = {}
-    for i, optimizer in enumerate(optimizers_):
-        groups.setdefault(train.split_optimizer(optimizer)[1], []).append(i)
     lock = threading.Lock()
     fitted: list = [None] * len(configs)
 
@@ -341,7 +346,7 @@ def fit_runs(
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         work = runtime.in_this_precision(fit_group)  # threads: in the caller's precision
-        for future in [pool.submit(work, indices) for indices in groups.values()]:
+        for future in [pool.submit(work, indices) for indices in _structures(optimizers_)]:
             future.result()
     return fitted
 
@@ -434,14 +439,6 @@ def _seed_list(seeds, *, most: int) -> list[int]:
     if len(set(seeds)) != len(seeds):
         raise InvalidValue("seeds", "must not repeat a seed (it would count twice)", setting="seed_count")
     return seeds
-
-
-def _structures(optimizers_: Sequence[optax.GradientTransformation]) -> list[list[int]]:
-    """The indices of ``optimizers_`` grouped by program structure, in order of first use."""
-    groups: dict[Any, list[int]] = {}
-    for i, optimizer in enumerate(optimizers_):
-        groups.setdefault(train.split_optimizer(optimizer)[1], []).append(i)
-    return list(groups.values())
 
 
 def _run_sweeps(sweeps, seeds, *, epochs, mini_batch_size, keep_costs=False, on_epochs=None) -> list:
