@@ -15,6 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 
 COURSE_SHUFFLE_SEED = 11  # epoch i is shuffled after np.random.seed(11 + i)
+# The name of seed mode's epoch order (epoch_permutation): a checkpoint records it, and one made
+# with another order is refused rather than continued in this one.
+EPOCH_ORDER = "sorted-threefry-bits"
 
 
 def make_moons(
