@@ -22,26 +22,38 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import functools
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from jaxopt_lab import model, optimizers, settings, train
+from jaxopt_lab import optimizers, settings, train
+from jaxopt_lab.blocks import (  # noqa: F401  (re-exported: sweep.plan_blocks and friends)
+    ACCELERATOR_BLOCK,
+    AXIS,
+    CACHE_BYTES,
+    PERMUTATION_BUDGET,
+    Blocks,
+    _ceil_pow2,
+    _Chunk,
+    _cutter,
+    _empty_state,
+    _floor_pow2,
+    _global,
+    _host,
+    _program,
+    plan_blocks,
+    runs_per_block,
+)
 from jaxopt_lab.settings import InvalidValue
 
-AXIS = "configs"  # the mesh axis the configurations are split over
-PERMUTATION_BUDGET = 2**24  # int32 entries of a chunk's shuffles per device (64 MiB)
-CACHE_BYTES = 2**20  # a core's L2 cache when the machine does not say (1 MiB)
-ACCELERATOR_BLOCK = 2**16  # runs per device per block on a GPU or TPU: wide vmaps suit them
 ROW_BYTES = 700  # a row as a Python dict (9 keys, their floats and the list's pointer), measured
 RESULT_BYTES = 16  # a run's results as columns: final cost, accuracy (float64), diverged epoch
 
@@ -363,203 +375,6 @@ def _numbers_from_arrays(factory, name, names, values, first):
 
 
 # ---------------------------------------------------------------------------------------------
-# Blocks
-# ---------------------------------------------------------------------------------------------
-
-
-def _cache_bytes() -> int:
-    """The L2 cache of one core (Linux sysfs), or :data:`CACHE_BYTES` if the machine does not say."""
-    units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    try:
-        for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-            if (index / "level").read_text().strip() == "2":
-                size = (index / "size").read_text().strip()
-                return int(size[:-1]) * units[size[-1]] if size[-1] in units else int(size)
-    except (OSError, ValueError):
-        pass
-    return CACHE_BYTES
-
-
-def _floor_pow2(n: int) -> int:
-    return 1 << (max(1, int(n)).bit_length() - 1)
-
-
-def _ceil_pow2(n: int) -> int:
-    return 1 << (max(1, int(n)) - 1).bit_length()
-
-
-def runs_per_block(layers_dims: Sequence[int], mini_batch_size: int, platform: str | None = None) -> int:
-    """How many runs one device trains at once: on a CPU, as many as keep one mini-batch step's
-    activations in a core's L2 cache, ``L2 / (mini_batch_size * sum(layers_dims[1:]) *
-    itemsize)`` as a power of two (the lesson's network in float32 with 1 MiB: 512 runs); on an
-    accelerator :data:`ACCELERATOR_BLOCK`."""
-    if (platform or jax.default_backend()) != "cpu":
-        return ACCELERATOR_BLOCK
-    itemsize = np.dtype(jnp.result_type(float)).itemsize
-    step_bytes = min(mini_batch_size, 2**20) * sum(layers_dims[1:]) * itemsize
-    return int(np.clip(_floor_pow2(_cache_bytes() // step_bytes), 8, 8192))
-
-
-class Blocks(NamedTuple):
-    """How a ``(seeds, configurations)`` grid is cut: blocks of ``(seeds, configs)`` runs (the
-    sharded axis a multiple of the device count), ``counts`` blocks along each axis."""
-
-    shard_seeds: bool
-    seeds: int
-    configs: int
-    counts: tuple[int, int]
-
-
-def plan_blocks(n_seeds: int, n_configs: int, devices: int, per_device: int) -> Blocks:
-    """Blocks of about ``per_device`` runs per device. The longer axis is split over the devices;
-    the shorter one is taken whole when it fits. Block sides are powers of two (one compiled
-    program serves many grid sizes), except a short axis taken whole (no padding along it)."""
-    shard_seeds = n_seeds > n_configs
-    long, short = (n_seeds, n_configs) if shard_seeds else (n_configs, n_seeds)
-    short_block = short if short <= per_device else _floor_pow2(per_device)
-    long_block = min(_ceil_pow2(-(-long // devices)), _floor_pow2(max(1, per_device // short_block)))
-    long_block *= devices
-    counts = (-(-long // long_block), -(-short // short_block))
-    if shard_seeds:
-        return Blocks(True, long_block, short_block, counts)
-    return Blocks(False, short_block, long_block, counts[::-1])
-
-
-# ---------------------------------------------------------------------------------------------
-# The block program
-# ---------------------------------------------------------------------------------------------
-
-
-def _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs):
-    """Carry each run's first non-finite epoch (-1: none yet) over one chunk's costs."""
-    bad = ~jnp.isfinite(costs) & (jnp.arange(costs.shape[-1]) < n_epochs)
-    found = jnp.where(jnp.any(bad, axis=-1), first_epoch + jnp.argmax(bad, axis=-1), -1)
-    return jnp.where(diverged_at < 0, found, diverged_at)
-
-
-def _global(tree, sharding: NamedSharding):
-    """Place host values on the mesh. Every process holds the same full values (they follow from
-    the grid and seeds), and each hands over only its own devices' rows, so this also works when
-    the mesh spans several processes (``jax.distributed``)."""
-
-    def put(x):
-        x = np.asarray(x)
-        return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
-
-    return jax.tree.map(put, tree)
-
-
-def _host(x: jax.Array) -> np.ndarray:
-    """A sharded result as one NumPy array on every process."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
-
-
-@functools.cache
-def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_seeds: bool):
-    """The jitted program of one block's chunk, cached across calls and grid sizes.
-
-    ``(state, numbers, seeds, XY, epochs, last) -> (state, costs, results)``: on a block's first
-    chunk (``epochs[0] == 0``) the runs start from the seeds' initial parameters and the
-    optimizer's initial state, made here; on its last (``last``) the results are the final costs,
-    first diverged epochs and correct predictions per run.
-    """
-    runs = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec(None, AXIS))
-    seed_axis = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec())
-    config_axis = NamedSharding(mesh, PartitionSpec() if shard_seeds else PartitionSpec(AXIS))
-    replicated = NamedSharding(mesh, PartitionSpec())
-    dtype = jnp.result_type(float)
-
-    def start(seeds, configs):
-        # fit's own starting point for every run: the seed's parameters, the optimizer's state.
-        ids, numbers = configs
-        params = jax.vmap(lambda s: model.seeded_params(s, layers, dtype))(seeds)
-
-        def opt_state(params, numbers, _):
-            return train._initial_opt_state(numbers, params, structure=program.structure,
-                                            layout=program.layout)  # fmt: skip
-
-        per_config = jax.vmap(opt_state, in_axes=(None, 0, 0))
-        state = jax.vmap(per_config, in_axes=(0, None, None))(params, numbers, ids)
-        params = jax.tree.map(
-            lambda p: jnp.broadcast_to(p[:, None], (len(p), len(ids), *p.shape[1:])), params
-        )
-        return params, state
-
-    # The inner vmap shares the seed's shuffles (perms) across its configurations.
-    run_configs = jax.vmap(functools.partial(train.run_chunk, program), in_axes=(0, 0, None, None, None))
-
-    def chunk_one_seed(carry, numbers, XY, key, epochs):
-        perms = train.seed_orders(key, epochs[0], length=program.length, m=m)
-        return run_configs(carry, numbers, XY, perms, epochs)
-
-    chunk_seeds = jax.vmap(chunk_one_seed, in_axes=(0, None, None, 0, None))
-
-    def correct(params, XY):
-        return jnp.sum(model.predict(params, XY[:-1]) == XY[-1:], dtype=jnp.int32)
-
-    predict = jax.vmap(jax.vmap(correct, in_axes=(0, None)), in_axes=(0, None))
-
-    def block_chunk(state, configs, seeds, XY, epochs, last):
-        (carry, diverged_at), (first, n), numbers = state, epochs, configs[1]
-        fresh = start(seeds, configs)
-        begin = first == 0
-        carry = jax.tree.map(lambda a, b: jnp.where(begin, a, b), fresh, carry)
-        diverged_at = jnp.where(begin, -1, diverged_at)
-        keys = jax.vmap(train.seeded_shuffle_key)(seeds)  # fit's own start, traced here
-        carry, costs = chunk_seeds(carry, numbers, XY, keys, epochs)
-        # Each run's first non-finite epoch is carried inside the program: on the devices, with
-        # no gather per chunk and no program of its own to compile.
-        diverged_at = _first_bad_epoch(diverged_at, costs, first, n)
-
-        def finish(_):
-            return jnp.take(costs, n - 1, axis=-1), predict(carry[0], XY)
-
-        empty = (jnp.zeros(diverged_at.shape, costs.dtype), jnp.zeros(diverged_at.shape, jnp.int32))
-        final_cost, correct_count = jax.lax.cond(last, finish, lambda _: empty, None)
-        return (carry, diverged_at), costs, (final_cost, diverged_at, correct_count)
-
-    return jax.jit(
-        block_chunk,
-        in_shardings=(runs, config_axis, seed_axis, replicated, replicated, replicated),
-        out_shardings=runs, donate_argnums=(0,),
-        compiler_options=train.compiler_options(mesh.devices.flat[0].platform),
-    ), start, (runs, seed_axis, config_axis, replicated)  # fmt: skip
-
-
-class _Chunk(NamedTuple):
-    """A dispatched chunk of one block, read back once the next one is queued."""
-
-    seeds: slice  # the block's real runs (padding excluded) along each axis
-    configs: slice
-    epochs: tuple[int, int]  # (first, n)
-    costs: jax.Array
-    results: tuple | None  # (final cost, first diverged epoch, correct predictions) on a last chunk
-
-
-@functools.cache
-def _cutter(mesh: Mesh, blocks: Blocks):
-    """``(seeds, configs, at) -> (block seeds, block configs)``: a block of the whole grid (held
-    on every device), each device keeping its share. One dispatch a block, not one transfer per
-    number; the block's program does not depend on the grid's size."""
-    seed_axis = NamedSharding(mesh, PartitionSpec(AXIS) if blocks.shard_seeds else PartitionSpec())
-    config_axis = NamedSharding(mesh, PartitionSpec() if blocks.shard_seeds else PartitionSpec(AXIS))
-
-    def cut(seeds, configs, at):
-        def take(x, start, size):
-            return jax.lax.dynamic_slice_in_dim(x, start, size)
-
-        return take(seeds, at[0], blocks.seeds), jax.tree.map(
-            lambda x: take(x, at[1], blocks.configs), configs
-        )
-
-    return jax.jit(cut, out_shardings=(seed_axis, config_axis))
-
-
-# ---------------------------------------------------------------------------------------------
 # The sweep
 # ---------------------------------------------------------------------------------------------
 
@@ -732,12 +547,6 @@ def sweep_table(
     )
 
 
-def _empty_state(start, numbers, seeds, runs: NamedSharding):
-    """A state of the block's shape for its first chunk, which starts afresh and ignores it."""
-    carry = jax.eval_shape(start, seeds, numbers)
-    width = (seeds.shape[0], numbers[0].shape[0])
-    zeros = (jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), carry), np.zeros(width, np.int32))
-    return _global(zeros, runs)
 
 
 def sweep(
