@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from jaxopt_lab import data, model, optimizers, plots
+from jaxopt_lab import data, model, optimizers, plots, sweep_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -139,7 +139,7 @@ def test_sweep_heatmap_masks_diverged_cells_without_numpy_warnings():
     ]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        fig = plots.plot_sweep_heatmap(rows, title="t")
+        fig = sweep_plots.plot_sweep_heatmap(rows, title="t")
         fig.canvas.draw()
     accuracy_ax = fig.axes[0]
     texts = [t.get_text() for t in accuracy_ax.texts]
