@@ -107,30 +107,54 @@ def test_epoch_permutation_is_a_pure_function_of_key_and_epoch():
     np.testing.assert_array_equal(np.asarray(many[2]), first)
 
 
-@pytest.mark.parametrize("m", [1, 300, 513, 1700, 2**16 + 1])
-def test_epoch_permutation_is_jax_random_permutation_bit_for_bit(m):
-    # 1700 takes two sorting rounds in jax.random.permutation; above 2**16 it is called directly.
-    seeds, epochs = jnp.asarray([0, 1, 2**32 - 1], jnp.uint32), jnp.asarray([0, 7, 123456])
+def _swap_or_not_numpy(pivots, words, m):
+    """The swap-or-not shuffle written independently in NumPy from its formula (uint64 math)."""
+    x = np.arange(m, dtype=np.uint64)
+    mask = np.uint64(2**32 - 1)
+    for pivot, word in zip(pivots.astype(np.uint64), words.astype(np.uint64), strict=True):
+        partner = (pivot + np.uint64(m) - x) % np.uint64(m)
+        h = np.maximum(x, partner) ^ word
+        h = (h * np.uint64(0x9E3779B1)) & mask
+        h ^= h >> np.uint64(15)
+        h = (h * np.uint64(0x2C1B3C6D)) & mask
+        h ^= h >> np.uint64(13)
+        x = np.where((h >> np.uint64(31)) == 1, partner, x)
+    return x.astype(np.int32)
 
-    @jax.jit
-    def both(seed, epoch):
-        key = jax.random.PRNGKey(seed)
-        expected = jax.random.permutation(jax.random.fold_in(key, epoch), m)
-        return data.epoch_permutation(key, epoch, m), expected
 
-    got, expected = jax.vmap(both)(seeds, epochs)
-    assert got.dtype == expected.dtype
-    np.testing.assert_array_equal(np.asarray(got), np.asarray(expected))
+@pytest.mark.parametrize("m", [1, 2, 3, 300, 513, 2**16 + 1])
+def test_epoch_permutation_is_the_swap_or_not_shuffle(m):
+    # Against the formula in NumPy, with the round keys drawn as the docstring says.
+    for seed, epoch in ((0, 0), (1, 7), (2**32 - 1, 123456)):
+        key = jax.random.PRNGKey(np.uint32(seed))
+        bits = jax.random.bits(jax.random.fold_in(key, epoch), (2, data.SWAP_ROUNDS), jnp.uint32)
+        pivots, words = np.asarray(bits[0]) % np.uint32(m), np.asarray(bits[1])
+        got = np.asarray(jax.jit(data.epoch_permutation, static_argnums=2)(key, epoch, m))
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, _swap_or_not_numpy(pivots, words, m))
+        np.testing.assert_array_equal(np.sort(got), np.arange(m))
 
 
-@pytest.mark.parametrize("m", [2, 300, 2**16])
-def test_stable_argsort_u32_is_numpy_s_stable_argsort(m):
-    rng = np.random.default_rng(m)
-    # ties from many to few: values below 1, 4, 2**16 and 2**32
-    values = np.stack([rng.integers(0, high, m, dtype=np.uint64) for high in (1, 4, 2**16, 2**32)])
-    values = np.concatenate([values, values | 0xFFFF0000]).astype(np.uint32)  # equal high bits
-    got = jax.jit(jax.vmap(data.stable_argsort_u32))(jnp.asarray(values))
-    np.testing.assert_array_equal(np.asarray(got), np.argsort(values, axis=-1, kind="stable"))
+def test_epoch_permutation_is_as_uniform_as_a_random_permutation():
+    # Over 3000 keys, where each example lands and which pairs share a mini-batch of the course's
+    # split (4 x 64 + 44) must spread as a uniform random permutation's would: the spread of the
+    # observed frequencies equals the sampling noise of a binomial count, within 5%.
+    m, n = 300, 3000
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(n, dtype=jnp.uint32))
+    orders = np.asarray(jax.jit(jax.vmap(lambda k: data.epoch_permutation(k, 3, m)))(keys))
+    position = np.argsort(orders, axis=1)  # position[k, j]: where example j lands under key k
+    where = np.zeros((m, m))
+    np.add.at(where, (np.tile(np.arange(m), n), position.ravel()), 1)
+    p = 1 / m
+    assert np.std(where / n) == pytest.approx(np.sqrt(p * (1 - p) / n), rel=0.05)
+
+    sizes = data.batch_sizes(m, 64)
+    batch = np.repeat(np.arange(len(sizes)), sizes)[position]  # batch of example j under key k
+    together = sum((batch == b).astype(float).T @ (batch == b).astype(float) for b in range(len(sizes)))
+    pairs = together[~np.eye(m, dtype=bool)] / n
+    q = sum(s * (s - 1) for s in sizes) / (m * (m - 1))
+    assert np.mean(pairs) == pytest.approx(q, rel=1e-3)
+    assert np.std(pairs) == pytest.approx(np.sqrt(q * (1 - q) / n), rel=0.05)
 
 
 def test_batch_sizes_of_the_course():
