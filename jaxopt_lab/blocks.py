@@ -65,18 +65,34 @@ class Blocks(NamedTuple):
 
 
 def plan_blocks(n_seeds: int, n_configs: int, devices: int, per_device: int) -> Blocks:
-    """Blocks of about ``per_device`` runs per device. The longer axis is split over the devices;
-    the shorter one is taken whole when it fits. Block sides are powers of two (one compiled
-    program serves many grid sizes), except a short axis taken whole (no padding along it)."""
+    """Blocks of at most about ``per_device`` runs per device. The longer axis is split over the
+    devices; the shorter one is taken whole when it fits. An axis cut into several blocks is cut
+    into equal ones, and every block side is rounded up to four significant bits
+    (:func:`_round_up_coarse`): at most 1/16 of the work is padding (700 seeds on 2 devices: 704
+    runs; powers of two made it 1024, 46% of the work thrown away), and a few sizes per octave
+    still let one compiled program serve many grid sizes."""
     shard_seeds = n_seeds > n_configs
     long, short = (n_seeds, n_configs) if shard_seeds else (n_configs, n_seeds)
-    short_block = short if short <= per_device else _floor_pow2(per_device)
-    long_block = min(_ceil_pow2(-(-long // devices)), _floor_pow2(max(1, per_device // short_block)))
+    short_block = _even_blocks(short, _floor_pow2(per_device))
+    long_block = _even_blocks(-(-long // devices), _floor_pow2(max(1, per_device // short_block)))
     long_block *= devices
     counts = (-(-long // long_block), -(-short // short_block))
     if shard_seeds:
         return Blocks(True, long_block, short_block, counts)
     return Blocks(False, short_block, long_block, counts[::-1])
+
+
+def _even_blocks(n: int, most: int) -> int:
+    """The side of the equal blocks that cut ``n`` runs into as few blocks of at most ``most``
+    (a power of two) as possible, rounded up coarsely."""
+    pieces = -(-n // most)
+    return min(most, _round_up_coarse(-(-n // pieces)))
+
+
+def _round_up_coarse(n: int) -> int:
+    """``n`` rounded up to its four leading bits: 350 -> 352, 1100 -> 1152; at most n/16 more."""
+    step = 1 << max(0, int(n).bit_length() - 4)
+    return -(-int(n) // step) * step
 
 
 def _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs):
