@@ -1,8 +1,10 @@
 """The fused training program: every epoch and mini-batch of a run inside one jitted XLA loop.
 
 Top to bottom: what a run gives back (:class:`FitResult`, :class:`TrainState`), :func:`fit`, the
-chunk program it jits and ``sweep`` vmaps (:func:`run_chunk`), one epoch, one mini-batch step; then
-the plumbing: the optimizer's numbers through jit, argument checks, compile-time accounting.
+chunk program it jits and ``sweep`` vmaps (:func:`run_chunk`), one epoch, one mini-batch step. The
+plumbing lives next door: the optimizer's numbers through jit in :mod:`jaxopt_lab.optimizer_split`,
+argument checks in :mod:`jaxopt_lab.fit_checks`, compile-time accounting in
+:mod:`jaxopt_lab.compile_time`.
 
 ``fit`` runs the epochs in chunks; each chunk is one call of the same compiled program (a
 ``fori_loop`` over epochs, a ``scan`` over each epoch's mini-batches inside it). Between chunks the
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -31,12 +32,15 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_lab import data, model, settings
-from jaxopt_lab.hyperparameters import (
-    ElementwiseTransformation,
-    close_hyperparameters,
-    open_hyperparameters,
-)
-from jaxopt_lab.settings import InvalidValue, check
+from jaxopt_lab.compile_time import compile_clock
+from jaxopt_lab.fit_checks import check_fit_args, check_optimizer
+from jaxopt_lab.hyperparameters import ElementwiseTransformation
+
+# Structure and stack_optimizers are named here too: sweep and the tests reach them as train.X.
+from jaxopt_lab.optimizer_split import Structure as Structure
+from jaxopt_lab.optimizer_split import join_optimizer, split_optimizer
+from jaxopt_lab.optimizer_split import stack_optimizers as stack_optimizers
+from jaxopt_lab.settings import InvalidValue
 
 DEFAULT_CHUNK_EPOCHS = 1000
 MAX_EPOCHS = settings.MAX_INT32  # epoch numbers are int32 inside the compiled loop
@@ -150,7 +154,30 @@ def fit(
     numbers, structure = split_optimizer(optimizer)
     program = Program(structure, layout, mini_batch_size, min(chunk_epochs or DEFAULT_CHUNK_EPOCHS, num_epochs))
     key = shuffle_key(seed) if seed is not None else None
+    carry, history = _run_chunks(program, numbers, XY, key, state, num_epochs, on_chunk)
+    jax.block_until_ready(carry)
+    compile_seconds = compile_clock.seconds - compiled_before
+    return FitResult(
+        params=carry[0],
+        costs=history.view().copy(),  # the states given to on_chunk keep views of the buffer
+        opt_state=carry[1],
+        compile_seconds=compile_seconds,
+        run_seconds=time.perf_counter() - wall_start - compile_seconds,
+        layout=layout,
+    )
 
+
+def _run_chunks(program: Program, numbers, XY, key, state: TrainState, num_epochs: int, on_chunk):
+    """Run ``state``'s epochs on to ``num_epochs``, one compiled call per chunk; after each chunk,
+    stop at a cost that is not finite and hand the new state to ``on_chunk``.
+
+    Returns:
+      ``((params, opt_state), history)``: the last carry and every epoch's cost (a
+      :class:`_CostHistory`, whose views the states given to ``on_chunk`` keep).
+
+    Raises:
+      DivergenceError: at the end of the first chunk whose costs are not all finite.
+    """
     carry = (state.params, state.opt_state)
     history = _CostHistory(np.asarray(state.costs[: state.epoch]), XY.dtype)
     for first, n in _chunks(state.epoch, num_epochs, program.length):
@@ -166,17 +193,7 @@ def fit(
             raise DivergenceError(first + int(bad[0]), state)
         if on_chunk is not None:
             on_chunk(state)
-
-    jax.block_until_ready(carry)
-    compile_seconds = compile_clock.seconds - compiled_before
-    return FitResult(
-        params=carry[0],
-        costs=history.view().copy(),  # the states given to on_chunk keep views of the buffer
-        opt_state=carry[1],
-        compile_seconds=compile_seconds,
-        run_seconds=time.perf_counter() - wall_start - compile_seconds,
-        layout=layout,
-    )
+    return carry, history
 
 
 def init_state(
@@ -433,141 +450,8 @@ def _initial_opt_state(numbers, params, *, structure, layout):
 
 
 # ---------------------------------------------------------------------------------------------
-# Optimizers through jit: numbers are traced, everything else (functions) is static
+# What a run may resume from
 # ---------------------------------------------------------------------------------------------
-
-
-class Structure(NamedTuple):
-    """An optimizer without its numbers: hashable, the static part of a compiled program."""
-
-    treedef: Any
-    others: tuple  # (index, leaf) of every leaf that is not a number, e.g. an Optax closure
-
-
-def _is_number(leaf) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, int, float, bool))
-
-
-def split_optimizer(optimizer: optax.GradientTransformation) -> tuple[list, Structure]:
-    """Split an optimizer into traced numbers and a hashable static :class:`Structure`.
-
-    The hand-rolled optimizers keep their hyperparameters in boxes that this opens
-    (:func:`~jaxopt_lab.hyperparameters.open_hyperparameters`), so they come out as numbers and a
-    new learning rate reuses the compiled program. Closure-based optimizers (Optax's) come out
-    whole in the static part and compile once per instance.
-    """
-    leaves, treedef = jax.tree.flatten(open_hyperparameters(optimizer))
-    numbers = [leaf for leaf in leaves if _is_number(leaf)]
-    others = tuple((i, leaf) for i, leaf in enumerate(leaves) if not _is_number(leaf))
-    return numbers, Structure(treedef, others)
-
-
-def join_optimizer(numbers: list, structure: Structure) -> optax.GradientTransformation:
-    """The inverse of :func:`split_optimizer` (numbers may be tracers)."""
-    numbers = iter(numbers)
-    others = dict(structure.others)
-    leaves = [others[i] if i in others else next(numbers) for i in range(structure.treedef.num_leaves)]
-    return close_hyperparameters(jax.tree.unflatten(structure.treedef, leaves))
-
-
-def stack_optimizers(optimizers: list[optax.GradientTransformation]) -> tuple[list, Structure]:
-    """The traced numbers of optimizers of one structure, stacked leaf by leaf (for ``vmap``).
-
-    Raises:
-      ValueError: the optimizers differ in more than numbers (another transformation, a float
-        learning rate beside a schedule, two different Python functions).
-    """
-    splits = [split_optimizer(opt) for opt in optimizers]
-    structure = splits[0][1]
-    if any(other != structure for _, other in splits[1:]):
-        raise ValueError(
-            "optimizers run together must have the same structure (same transformations, same "
-            "kind of learning rate); only their numbers may differ"
-        )
-    columns = zip(*(numbers for numbers, _ in splits), strict=True)
-    # Stacked on the host in the dtypes JAX would give each number (no small device programs).
-    return [np.stack([_host_number(v) for v in column]) for column in columns], structure
-
-
-def _host_number(value) -> np.ndarray:
-    value = np.asarray(value)
-    return value.astype(jax.dtypes.canonicalize_dtype(value.dtype))
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks: each refusal is an InvalidValue naming the argument
-# ---------------------------------------------------------------------------------------------
-
-
-def check_optimizer(optimizer) -> None:
-    """Refuse anything but an ``optax.GradientTransformation``, naming what was given instead."""
-    if isinstance(optimizer, optax.GradientTransformation):
-        return
-    if isinstance(optimizer, str):
-        hint = f"; for a name, use optimizers.OPTIMIZERS[{optimizer!r}](learning_rate)"
-    elif callable(optimizer):
-        name = getattr(optimizer, "__name__", type(optimizer).__name__)
-        hint = f"; {name} looks like a factory: call it, e.g. {name}(learning_rate)"
-    else:
-        hint = ""
-    raise InvalidValue(
-        "optimizer",
-        "must be an optax.GradientTransformation such as optimizers.adam(0.0007), "
-        f"got {optimizer!r}{hint}",
-    )
-
-
-def _real_numbers(name: str, values, *, allow_bool: bool = False) -> np.ndarray:
-    """``values`` as float64 for checking; refuses complex (its imaginary part would be dropped),
-    booleans, strings and objects. Low-precision floats such as bfloat16 are accepted."""
-    values = np.asarray(values)
-    kind = values.dtype.kind
-    is_float = kind == "f" or jnp.issubdtype(values.dtype, jnp.floating)  # bfloat16 is kind "V"
-    if kind == "c":
-        raise InvalidValue(name, f"must hold real numbers, got complex values ({values.dtype})")
-    if not (is_float or kind in "iu" or (allow_bool and kind == "b")):
-        raise InvalidValue(name, f"must hold real numbers, got dtype {values.dtype}")
-    return values.astype(np.float64)
-
-
-def check_fit_args(X, Y, layers_dims, *, num_epochs, mini_batch_size, seed, chunk_epochs) -> None:
-    """Refuse what ``fit`` cannot train on, with an :class:`InvalidValue` naming the argument."""
-    X, Y = np.asarray(X), np.asarray(Y)
-    if X.ndim != 2 or X.shape[1] == 0:
-        raise InvalidValue("X", f"must be 2-D (n_x, m) with m >= 1 examples as columns, got {X.shape}")
-    X = _real_numbers("X", X)
-    if not np.all(np.isfinite(X)):
-        raise InvalidValue("X", "must hold finite numbers (found NaN or inf)")
-    run = settings.run_dtype()
-    with np.errstate(over="ignore"):
-        overflows = not np.all(np.isfinite(X.astype(run)))
-    if overflows:  # fit casts X to the run's float: it would train on infinities
-        raise InvalidValue(
-            "X",
-            f"must hold numbers finite in {run.name}, got a magnitude of {np.max(np.abs(X)):.3g}, "
-            "which overflows there: use float64 (JAX_ENABLE_X64=1, or --x64) or rescale X",
-        )
-    if Y.shape != (1, X.shape[1]):
-        raise InvalidValue("Y", f"must have shape (1, m) = (1, {X.shape[1]}) to match X, got {Y.shape}")
-    Y = _real_numbers("Y", Y, allow_bool=True)
-    if not np.all((Y == 0) | (Y == 1)):
-        raise InvalidValue("Y", "must hold 0/1 labels")
-    dims = list(layers_dims) if isinstance(layers_dims, (list, tuple)) else None
-    if (
-        not dims
-        or len(dims) < 2
-        or any(isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1 for d in dims)
-    ):
-        raise InvalidValue("layers_dims", f"must be a list of positive integers, got {layers_dims!r}")
-    if dims[0] != X.shape[0] or dims[-1] != 1:
-        raise InvalidValue(
-            "layers_dims", f"must start with X's row count {X.shape[0]} and end with 1, got {dims}"
-        )
-    check("epochs", num_epochs, name="num_epochs")
-    check("mini_batch_size", mini_batch_size)
-    if chunk_epochs is not None:
-        check("chunk_epochs", chunk_epochs)
-    check("seed", seed)
 
 
 def _check_state(state, optimizer, layout: str, layers_dims, seed, num_epochs: int) -> None:
@@ -599,34 +483,3 @@ def _check_state(state, optimizer, layout: str, layers_dims, seed, num_epochs: i
             "does not fit this network and optimizer (its parameters or optimizer state have "
             "another structure or shape); resume with the optimizer that made it",
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# Compile-time accounting: JAX reports tracing, lowering and backend compilation as events, in
-# the thread that caused them, so each thread (each run) keeps its own clock.
-# ---------------------------------------------------------------------------------------------
-
-_COMPILE_EVENTS = (
-    "/jax/core/compile/jaxpr_trace_duration",
-    "/jax/core/compile/jaxpr_to_mlir_module_duration",
-    "/jax/core/compile/backend_compile_duration",
-)
-
-
-class _CompileClock(threading.local):
-    """Seconds of compilation and the number of XLA compiles, per thread."""
-
-    def __init__(self):
-        self.seconds = 0.0
-        self.backend_compiles = 0
-
-    def record(self, event: str, duration: float, **kwargs) -> None:
-        del kwargs
-        if event in _COMPILE_EVENTS:
-            self.seconds += duration
-        if event == _COMPILE_EVENTS[-1]:
-            self.backend_compiles += 1
-
-
-compile_clock = _CompileClock()
-jax.monitoring.register_event_duration_secs_listener(compile_clock.record)
