@@ -1,24 +1,31 @@
-"""The benchmark's smoke run, and proof that its NumPy baseline does the same work as ``fit``.
+"""The benchmarks' smoke runs, and proof that their baselines do the same work as what they time.
 
-Timings are never asserted: only that every contender ran and trained the same network. Both
-checks need a fresh process (the smoke run is the script itself; float64 needs x64 on before JAX
-makes an array), so the module starts both at once and each test waits for its own.
+Timings are never asserted: only that every contender ran and trained the same network. The smoke
+runs need a fresh process (they are the scripts themselves; float64 needs x64 on before JAX makes an
+array), so the module starts them all at once and each test waits for its own.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import jax
+import numpy as np
+import optax
 import pytest
+
+from jaxopt_lab import data, model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN = REPO_ROOT / "benchmarks" / "run.py"
+ENGINE = REPO_ROOT / "benchmarks" / "engine.py"
 
 _SAME_COSTS = """
 import numpy as np
@@ -54,8 +61,10 @@ def processes():
             [str(RUN), "--quick", "--sections", "contenders", "--runs", "1", "--out", out]
         )
         same = _start(["-c", _SAME_COSTS], JAX_ENABLE_X64="1", PYTHONPATH=str(REPO_ROOT))
-        yield {"quick": quick, "out": Path(out), "same": same}
-        for process in (quick, same):
+        engine = _start([str(ENGINE), "--quick", "--sections", "engine", "--repeats", "1",
+                         "--out", str(Path(out) / "engine")])  # fmt: skip
+        yield {"quick": quick, "out": Path(out), "same": same, "engine": engine}
+        for process in (quick, same, engine):
             if process.poll() is None:
                 process.kill()
                 process.communicate()
@@ -89,3 +98,51 @@ def test_quick_run_writes_every_contender(processes):
 
 def test_numpy_baseline_equals_course_mode_fit_in_float64(processes):
     assert _finish(processes["same"]).strip().endswith("same")
+
+
+def test_engine_quick_run_reports_the_rates_and_their_fractions(processes):
+    table = _finish(processes["engine"])
+    result = json.loads((processes["out"] / "engine" / "engine.json").read_text())
+    assert result["machine"]["device_count"] == os.cpu_count()  # one device per core
+    assert result["machine"]["commit"]
+    engine = result["engine"]
+    for name in ("plain", "a", "b"):
+        rate = engine[name]["run_steps_per_s"]
+        assert math.isfinite(rate) and rate > 0, (name, rate)
+        assert engine[name]["runs"] > 0 and len(engine[name]["seconds"]) == 1
+    for name in ("a", "b"):
+        fraction = engine[name]["fraction_of_plain"]
+        assert math.isfinite(fraction) and fraction > 0, (name, fraction)
+    assert math.isfinite(engine["plain"]["final_loss_mean"])
+    assert "plain vmapped step (the yardstick)" in table
+
+
+def _engine_module():
+    spec = importlib.util.spec_from_file_location("benchmarks_engine", ENGINE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plain_step_trains_as_an_optax_loop_on_the_fixed_batches(x64):
+    seeds, num_epochs = [0, 3], 2
+    X, Y = data.load_moons()
+    losses = _engine_module().plain_runs(X, Y, seeds, num_epochs, devices=jax.devices()[:1])
+    opt = optax.adam(0.0007, b1=0.9, b2=0.999, eps=1e-8)
+
+    @jax.jit
+    def step(params, state, x, y):
+        updates, state = opt.update(jax.grad(model.loss)(params, x, y), state)
+        return optax.apply_updates(params, updates), state
+
+    full_loss = jax.jit(model.loss)
+    for seed, loss in zip(seeds, losses, strict=True):
+        params = model.init_params([2, 5, 2, 1], seed)  # the seed's draw, as the plain step's
+        first = full_loss(params, X, Y)
+        state = opt.init(params)
+        for _ in range(num_epochs):
+            for batch in np.split(np.arange(300), [64, 128, 192, 256]):  # in order, the last 44
+                params, state = step(params, state, X[:, batch], Y[:, batch])
+        expected = full_loss(params, X, Y)
+        assert loss.dtype == np.float64 and loss != first
+        np.testing.assert_allclose(loss, expected, rtol=1e-12)
