@@ -253,7 +253,7 @@ def run_compare(args: argparse.Namespace) -> int:
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS)
     with progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc="compare") as bar:
         try:
-            rows, fitted = runs.compare(on_epochs=bar.update)
+            rows, fitted = runs.compare(on_progress=lambda done, _: bar.update(done - bar.n))
         except runtime.Stopped as stop:
             return stopped(bar, stop, "compare stopped; nothing written")
     seconds = time.perf_counter() - start
@@ -266,7 +266,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_many(args: argparse.Namespace, desc: str, epochs: int, work, report, write) -> int:
-    """``work(on_epochs)`` on every core under a bar of ``epochs``; print, write with --out."""
+    """``work(on_progress)`` on every core under a bar of ``epochs``; print, write with --out."""
     import jax
 
     runtime.use_every_cpu_core()
@@ -274,7 +274,7 @@ def run_many(args: argparse.Namespace, desc: str, epochs: int, work, report, wri
     start = time.perf_counter()
     with progress_bar(epochs, enabled=progress_wanted(args.no_progress), desc=desc) as bar:
         try:
-            result = work(on_epochs=bar.update)
+            result = work(on_progress=lambda done, _: bar.update(done - bar.n))
         except runtime.Stopped as stop:
             return stopped(bar, stop, f"{desc} stopped; nothing written")
     seconds = time.perf_counter() - start

@@ -124,7 +124,7 @@ def check_seeds(seeds, *, most: int | None = None, distinct: bool = False) -> np
         raise InvalidValue("seeds", reason, setting=setting)
 
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, (Sequence, np.ndarray)):
-        refuse(f"must be a sequence of integer seeds such as range(100), got {seeds!r}")
+        refuse(f"must be a sequence of seeds such as range(100), got {seeds!r}")
     if len(seeds) == 0:
         refuse("must hold at least one seed")
     if most is not None and len(seeds) > most:  # before reading a seed: range(10**12) is refused
@@ -211,6 +211,18 @@ def from_deltas(on_epochs: Callable[[int], None] | None) -> ProgressCallback | N
         reported = done
 
     return on_progress
+
+
+def shifted(on_progress: ProgressCallback | None, before: int, total: int) -> ProgressCallback | None:
+    """``on_progress`` for one part of a larger piece of work: ``(done, _)`` of the part is
+    reported as ``(before + done, total)``, one running total over the parts."""
+    if on_progress is None:
+        return None
+
+    def part(done: int, _: int) -> None:
+        on_progress(before + done, total)
+
+    return part
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,16 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from jaxopt_lab import data, runtime, stats, train
-from jaxopt_lab.runs import (
-    COURSE_RUNS,
-    LearningRateSearch,
-    RunConfig,
-    SeedsComparison,
-    compare_table,
-    course_rates,
-    lr_find_report,
-    seeds_report,
-)
+from jaxopt_lab.config import COURSE_RUNS, RunConfig
+from jaxopt_lab.experiments.compare import compare_table
+from jaxopt_lab.experiments.lr_find import LearningRateSearch, course_rates, lr_find_report
+from jaxopt_lab.experiments.seeds import SeedsComparison, seeds_report
+from jaxopt_lab.table import RunTable
 
 
 def import_plots_in_background() -> None:
@@ -142,10 +137,10 @@ def write_lr_find(out: Path, search: LearningRateSearch, seconds: float) -> None
 JSON_ROWS = 10_000  # sweep.json lists every run up to this many; sweep.csv always does
 
 
-def write_sweep(out: Path, base: RunConfig, table, seconds: float, devices: int) -> None:
+def write_sweep(out: Path, base: RunConfig, table: RunTable, seconds: float, devices: int) -> None:
     """``sweep.csv`` (every run, one row each: any size, loads in pandas), ``sweep.json``
     (settings, timing, JAX and device, the best run, and every row up to :data:`JSON_ROWS` runs)
-    and ``sweep.png`` (:func:`plots.plot_sweep`). ``table`` is a :class:`sweep.SweepTable`."""
+    and ``sweep.png`` (:func:`plots.plot_sweep`)."""
     from jaxopt_lab import plots
 
     write_sweep_csv(out / "sweep.csv", table)
@@ -166,10 +161,10 @@ def write_sweep(out: Path, base: RunConfig, table, seconds: float, devices: int)
     plots.save_png(figure, out / "sweep.png")
 
 
-def write_sweep_csv(path: Path, table) -> Path:
-    """Every run of a :class:`sweep.SweepTable` as a CSV row, atomically: ``optimizer``, the
-    settings, ``seed``, ``diverged_at_epoch``, ``final_cost``, ``accuracy``; an empty field where
-    a run diverged. Costs are written in the shortest form that reads back to the run's float
+def write_sweep_csv(path: Path, table: RunTable) -> Path:
+    """Every run of a :class:`RunTable` as a CSV row, atomically: ``optimizer``, the settings,
+    ``seed``, then the outcomes (``diverged_at_epoch`` and the metrics); an empty field where a
+    run diverged. Costs are written in the shortest form that reads back to the run's float
     (float32 or float64) exactly. Built column by column with NumPy's string functions: a
     million rows take about two seconds, and ``pandas.read_csv`` loads them in about one."""
     diverged = table.diverged
@@ -178,13 +173,12 @@ def write_sweep_csv(path: Path, table) -> Path:
         fields.append(_csv_texts(table.grid[name])[table.codes(name)])
     fields.append(_csv_texts(table.seeds.tolist())[table.codes("seed")])
     fields.append(np.where(diverged, table.diverged_at_epoch.astype(bytes), b""))
-    for values in (table.final_cost, table.accuracy):
-        fields.append(np.where(diverged, b"", values.astype(bytes)))
+    for name in table.metrics():
+        fields.append(np.where(diverged, b"", getattr(table, name).astype(bytes)))
     lines = fields[0]
     for field in fields[1:]:
         lines = np.strings.add(np.strings.add(lines, b","), field)
-    header = ",".join(["optimizer", *table.grid, "seed", "diverged_at_epoch", "final_cost",
-                       "accuracy"])  # fmt: skip
+    header = ",".join(["optimizer", *table.grid, "seed", "diverged_at_epoch", *table.metrics()])
     body = b"\n".join(lines.tolist())
     return runtime.atomic_write(path, lambda f: f.write(header.encode() + b"\n" + body + b"\n"))
 
