@@ -7,6 +7,10 @@ boundaries, so the state they save or restore is always consistent.
 - :class:`FolderLock` makes one run the owner of its checkpoint folder; a second run is refused with
   the holder's pid and host, and never touches the first one's files.
 
+A checkpoint stays resumable across upgrades: a setting it was saved without reads as the
+setting's default (a new setting's default keeps what runs did before it existed), and one that
+records seed mode's epoch order refuses to continue in another order.
+
 ``runs.train_run`` puts them together with signals into a resumable run.
 """
 
@@ -21,14 +25,16 @@ import re
 import socket
 import sys
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxopt_lab import runtime
-from jaxopt_lab.settings import InvalidValue, check
+from jaxopt_lab import __version__, data, runtime
+from jaxopt_lab.settings import RUN_SETTINGS, InvalidValue, check
 from jaxopt_lab.train import TrainState
 
 CHECKPOINT_PREFIX = "ckpt_"
@@ -36,6 +42,10 @@ CHECKPOINT_NAME = re.compile(
     r"ckpt_(\d{9,10})\.npz"
 )  # exactly what :meth:`Checkpointer.save` writes
 LOCK_NAME = ".lock"
+# Checkpoints that record no epoch order were written by these versions, in this order (the name
+# stays when data.EPOCH_ORDER moves on: it is what those files hold).
+UNRECORDED_EPOCH_ORDER = "sorted-threefry-bits"
+UNRECORDED_VERSION = "<= 0.1.0"
 
 
 class FolderLockedError(RuntimeError):
@@ -108,6 +118,33 @@ def _checksum(arrays: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
+def config_differences(saved: dict, current: dict, defaults: Mapping[str, Any]) -> list[str]:
+    """How a saved config differs from the current one, one phrase per setting, by name.
+
+    A setting the saved config lacks counts as its entry in ``defaults``: the checkpoint was
+    written before the setting existed, when runs did what its default does. A saved setting the
+    current config lacks is a difference: what it did then is unknown now.
+    """
+    found = []
+    for name in sorted(set(saved) | set(current)):
+        if name not in current:
+            found.append(f"{name}: {saved[name]!r} there, not a setting now")
+        elif name in saved:
+            if saved[name] != current[name]:
+                found.append(f"{name}: {saved[name]!r} there vs {current[name]!r} now")
+        elif name not in defaults:
+            found.append(f"{name}: missing there vs {current[name]!r} now")
+        elif defaults[name] != current[name]:
+            found.append(
+                f"{name}: missing there (its default {defaults[name]!r}) vs {current[name]!r} now"
+            )
+    return found
+
+
+class EpochOrderError(ValueError):
+    """A seed-mode checkpoint of this run, shuffled in another epoch order than this version's."""
+
+
 def _epoch_of(path: Path) -> int:
     return int(CHECKPOINT_NAME.fullmatch(path.name).group(1))
 
@@ -118,22 +155,30 @@ class Checkpointer:
     Each save writes ``ckpt_<epoch>.npz`` to a temporary name, fsyncs it and renames it into place,
     so a crash mid-save leaves the earlier checkpoints whole; the ``keep`` newest are kept. The
     file holds params, optimizer state (leaves of the state's pytree), epoch, cost history, the
-    run's ``config`` and a SHA-256 of the arrays. The randomness position is the epoch: course mode
-    re-seeds per epoch and seed mode folds the epoch into the key.
+    run's ``config``, seed mode's epoch order and the version that wrote it, and a SHA-256 of the
+    arrays. The randomness position is the epoch: course mode re-seeds per epoch and seed mode
+    folds the epoch into the key.
 
     Args:
       directory: where checkpoints live (created if missing).
       every: save when the completed epoch count is a multiple of this (run ``fit`` with a
         ``chunk_epochs`` that divides it), and always when asked through :meth:`save`.
       config: JSON-serialisable description of the run (optimizer, hyperparameters, seed, ...);
-        it is the run's identity: a checkpoint saved with another one is never restored.
+        it is the run's identity: a checkpoint saved with another one is never restored. A
+        ``seed`` that is not None means seed mode, whose epoch order (``data.EPOCH_ORDER``, saved
+        in every checkpoint) must be this version's.
       keep: how many of the newest checkpoints to keep.
+      defaults: what a setting missing from a saved config stands for (default: each run
+        setting's default, from ``settings.RUN_SETTINGS``).
 
     Raises:
       ValueError: a bad ``every`` or ``keep``, or a config JSON cannot store.
     """
 
-    def __init__(self, directory, every: int, config: dict, keep: int = 2):
+    def __init__(
+        self, directory, every: int, config: dict, keep: int = 2, *,
+        defaults: Mapping[str, Any] | None = None,
+    ):  # fmt: skip
         check("checkpoint_every", every)
         if isinstance(keep, bool) or not isinstance(keep, (int, np.integer)) or keep < 1:
             raise InvalidValue("keep", f"must be an integer >= 1, got {keep!r}")
@@ -141,6 +186,9 @@ class Checkpointer:
         self.every = every
         self.config = normalise_config(config)
         self.keep = keep
+        if defaults is None:
+            defaults = {s.name: s.default for s in RUN_SETTINGS}
+        self.defaults = normalise_config(dict(defaults))
         self.skipped: list[tuple[str, str]] = []  # (file name, why) of the last restore
 
     def __call__(self, state: TrainState) -> None:
@@ -163,7 +211,7 @@ class Checkpointer:
         arrays["costs"] = np.asarray(state.costs)
         meta = {
             "epoch": int(state.epoch), "config": self.config, "num_leaves": len(leaves),
-            "sha256": _checksum(arrays),
+            "sha256": _checksum(arrays), "epoch_order": data.EPOCH_ORDER, "version": __version__,
         }  # fmt: skip
         final = self.directory / f"{CHECKPOINT_PREFIX}{state.epoch:09d}.npz"
         runtime.atomic_write(final, lambda f: np.savez(f, meta=json.dumps(meta), **arrays))
@@ -191,13 +239,16 @@ class Checkpointer:
             raise ValueError("checksum mismatch (damaged bytes)")
         if CHECKPOINT_NAME.fullmatch(path.name).group(1) != f"{meta['epoch']:09d}":
             raise ValueError(f"its name does not match the epoch saved inside ({meta['epoch']})")
-        saved, current = meta["config"], self.config
-        changed = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        changed = config_differences(meta["config"], self.config, self.defaults)
         if changed:
-            diffs = ", ".join(
-                f"{k}: {saved.get(k)!r} there vs {current.get(k)!r} now" for k in changed
+            raise ValueError(f"made with another configuration ({', '.join(changed)})")
+        order = meta.get("epoch_order", UNRECORDED_EPOCH_ORDER)
+        if self.config.get("seed") is not None and order != data.EPOCH_ORDER:
+            raise EpochOrderError(
+                f"{path} was made with the seed-mode epoch order {order!r}; this version "
+                f"({__version__}) shuffles with {data.EPOCH_ORDER!r}: resume it with jaxopt_lab "
+                f"{meta.get('version', UNRECORDED_VERSION)}, or start afresh in another folder"
             )
-            raise ValueError(f"made with another configuration ({diffs})")
         like, treedef = jax.tree.flatten((template.params, template.opt_state))
         leaves = [arrays.get(f"leaf_{i}") for i in range(meta["num_leaves"])]
         if len(like) != len(leaves) or any(
@@ -217,15 +268,20 @@ class Checkpointer:
 
         Newer files that are damaged (truncated, empty, flipped or random bytes), renamed, made
         with another config or not fitting the template are skipped, each recorded in
-        :attr:`skipped` with the reason, and the next newest is tried.
+        :attr:`skipped` with the reason, and the next newest is tried. A checkpoint of this run
+        in another seed-mode epoch order stops the search: continuing from an older one would
+        quietly give up the epochs after it.
 
         Raises:
+          EpochOrderError: the newest checkpoint of this run was shuffled in another epoch order.
           ValueError: there are checkpoints, but none of them is an intact one of this run.
         """
         self.skipped = []
         for path in reversed(self.paths()):
             try:
                 return self._read(path, template)
+            except EpochOrderError:
+                raise
             except ValueError as error:
                 self.skipped.append((path.name, str(error)))
         if not self.skipped:

@@ -3,6 +3,7 @@ processes where the behaviour is about processes."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,7 +14,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_lab import checkpoints, data, optimizers, runtime, train
+from jaxopt_lab import __version__, checkpoints, data, optimizers, runs, runtime, train
+from jaxopt_lab.settings import InvalidValue
 
 LAYERS = [2, 5, 2, 1]
 X, Y = data.load_moons()
@@ -249,6 +251,111 @@ def test_config_is_normalised_once_and_refused_when_not_serialisable(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
+# Upgrades: a setting added since the save, seed mode's epoch order
+# ---------------------------------------------------------------------------------------------
+
+RUN_SEED = runs.RunConfig(epochs=20, seed=5)  # time_interval at its default (1000), unused by Adam
+RUN_COURSE = runs.RunConfig(epochs=20)
+
+
+@pytest.fixture(scope="module")
+def saved_runs(tmp_path_factory):
+    """The checkpoint files (epochs 10 and 20) of ``train_run`` for RUN_SEED and RUN_COURSE."""
+    saved = {}
+    for config in (RUN_SEED, RUN_COURSE):
+        folder = tmp_path_factory.mktemp("saved")
+        runs.train_run(config, checkpoint_dir=folder, checkpoint_every=10)
+        saved[config.seed] = {p.name: p.read_bytes() for p in folder.glob("ckpt_*.npz")}
+    return saved
+
+
+def _checkpoint_folder(folder, files):
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+def _rewrite_meta(path, change) -> None:
+    """``change(meta)`` in a checkpoint's metadata; the arrays and their SHA-256 stay valid."""
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+        arrays = {name: f[name] for name in f.files if name != "meta"}
+    change(meta)
+    np.savez(path, meta=json.dumps(meta), **arrays)
+
+
+def test_a_checkpoint_saved_before_a_setting_existed_resumes_bit_for_bit(tmp_path, saved_runs):
+    folder = _checkpoint_folder(tmp_path / "ckpt", saved_runs[RUN_SEED.seed])
+    for path in folder.iterdir():
+        _rewrite_meta(path, lambda meta: meta["config"].pop("time_interval"))
+    config = RUN_SEED._replace(epochs=40)
+    starts = []
+    resumed = runs.train_run(config, checkpoint_dir=folder, checkpoint_every=10, resume=True,
+                             on_progress=lambda p: starts.append(p))  # fmt: skip
+    assert starts[0].epoch == 20 and starts[0].skipped == ()  # continued, nothing passed over
+    full = runs.train_run(config, checkpoint_dir=tmp_path / "full", checkpoint_every=10)
+    np.testing.assert_array_equal(resumed.costs, full.costs)
+    assert_trees_equal(resumed.params, full.params)
+    assert_trees_equal(resumed.opt_state, full.opt_state)
+
+
+@pytest.mark.parametrize(
+    ("saved", "now", "reason"),
+    [
+        ({"time_interval": 500}, {}, "time_interval: 500 there vs 1000 now"),
+        ({"time_interval": None}, {"time_interval": 500},
+         "time_interval: missing there (its default 1000) vs 500 now"),
+        ({"momentum_dampening": 0.5}, {}, "momentum_dampening: 0.5 there, not a setting now"),
+    ],
+)  # fmt: skip
+def test_a_saved_setting_that_differs_is_refused_naming_it(
+    tmp_path, saved_runs, saved, now, reason
+):
+    folder = _checkpoint_folder(tmp_path / "ckpt", saved_runs[RUN_SEED.seed])
+
+    def change(meta):  # None: the setting is missing from the saved config
+        for name, value in saved.items():
+            meta["config"][name] = value
+            if value is None:
+                del meta["config"][name]
+
+    for path in folder.iterdir():
+        _rewrite_meta(path, change)
+    with pytest.raises(InvalidValue) as refused:
+        runs.train_run(RUN_SEED._replace(epochs=40, **now), checkpoint_dir=folder, resume=True)
+    message = str(refused.value)
+    assert message.count(reason) == 2 and "\n" not in message  # both files, one line
+    assert message.count(" there") == 2  # only that setting
+
+
+def test_checkpoints_record_the_epoch_order_and_a_newer_one_of_another_is_refused(
+    tmp_path, saved_runs, monkeypatch
+):
+    folder = _checkpoint_folder(tmp_path / "ckpt", saved_runs[RUN_SEED.seed])
+    newest = folder / "ckpt_000000020.npz"
+    with np.load(newest, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"]))
+    assert meta["epoch_order"] == data.EPOCH_ORDER
+    # The newest in another order: refused, not passed over for the older one (its epochs lost).
+    _rewrite_meta(newest, lambda meta: meta.update(epoch_order="another-order", version="9.9"))
+    with pytest.raises(InvalidValue) as refused:
+        runs.train_run(RUN_SEED._replace(epochs=40), checkpoint_dir=folder, resume=True)
+    assert str(refused.value) == (
+        f"resume: {newest} was made with the seed-mode epoch order 'another-order'; this version "
+        f"({__version__}) shuffles with {data.EPOCH_ORDER!r}: resume it with jaxopt_lab 9.9, or start "
+        "afresh in another folder"
+    )
+    # Saved before orders were recorded: the order of those versions, named with them.
+    _rewrite_meta(newest, lambda meta: [meta.pop("epoch_order"), meta.pop("version")])
+    monkeypatch.setattr(data, "EPOCH_ORDER", "a-newer-order")
+    with pytest.raises(
+        InvalidValue, match=r"order 'sorted-threefry-bits'; .*jaxopt_lab <= 0\.1\.0"
+    ):
+        runs.train_run(RUN_SEED._replace(epochs=40), checkpoint_dir=folder, resume=True)
+
+
+# ---------------------------------------------------------------------------------------------
 # Real processes: signals, two runs in one folder, unwritable folders, a write fault
 # ---------------------------------------------------------------------------------------------
 
@@ -336,13 +443,16 @@ def test_a_write_fault_at_the_end_is_one_line_and_the_checkpoints_stay_intact(tm
     folder, out = tmp_path / "ckpt", tmp_path / "out"
     # The limit is set in the child before it becomes the command (no preexec_fn: this process
     # runs JAX's threads, and a fork from it may deadlock). result.json (1000 costs) is larger
-    # than 16 kB; checkpoints are not.
+    # than 16 kB; checkpoints are not. So are a compiled program and matplotlib's font list: the
+    # compilation cache is off, and the font list is written before the limit (else, when this
+    # test is the first command to need them, each write fails with a warning of its own).
     limited = (
-        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000)); "
+        "import os, resource, sys; import matplotlib.font_manager; "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000)); "
         "os.execv(sys.executable, [sys.executable, '-m', 'jaxopt_lab.cli', *sys.argv[1:]])"
     )
     proc = _cli("train", "--epochs", "2000", "--checkpoint-dir", str(folder), "--out", str(out),
-                launcher=limited)  # fmt: skip
+                launcher=limited, env_extra={"JAXOPT_LAB_NO_CACHE": "1"})  # fmt: skip
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 1
     (line,) = err.strip().splitlines()
@@ -363,3 +473,45 @@ def test_resume_with_nothing_to_resume_from_is_an_error(tmp_path, content):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2 and out == ""
     assert err.strip() == f"jaxopt-lab: error: --resume: no checkpoint to resume from in {folder}"
+
+
+# Seed mode's order changed since the checkpoint: recorded as another, or not recorded at all
+# (the order of jaxopt_lab <= 0.1.0) while this process shuffles in a newer one.
+NEWER_ORDER_HERE = (
+    "import runpy; from jaxopt_lab import data; data.EPOCH_ORDER = 'a-newer-order'; "
+    "runpy.run_module('jaxopt_lab.cli', run_name='__main__', alter_sys=True)"
+)
+
+
+def test_train_resume_refuses_a_seed_mode_checkpoint_of_another_epoch_order(tmp_path, saved_runs):
+    cases = {  # name: (seed, what the saved meta says of the order, launcher)
+        "another order": (RUN_SEED.seed, {"epoch_order": "another-order"}, None),
+        "no order recorded": (RUN_SEED.seed, {}, NEWER_ORDER_HERE),
+        "course mode": (None, {"epoch_order": "another-order"}, NEWER_ORDER_HERE),
+    }
+    started = {}
+    for name, (seed, order, launcher) in cases.items():  # all at once: mostly JAX's start-up
+        folder = _checkpoint_folder(tmp_path / name.replace(" ", "-"), saved_runs[seed])
+        for path in folder.iterdir():
+            _rewrite_meta(path, lambda meta, o=order: [meta.pop("epoch_order"), meta.update(o)])
+        before = {p.name: p.read_bytes() for p in folder.iterdir()}
+        seed_flag = [] if seed is None else ["--seed", str(seed)]
+        proc = _cli("train", *seed_flag, "--epochs", "30", "--checkpoint-dir", str(folder),
+                    "--checkpoint-every", "10", "--resume", launcher=launcher)  # fmt: skip
+        started[name] = folder, before, proc
+    for name, (folder, before, proc) in started.items():
+        out, err = proc.communicate(timeout=120)
+        if name == "course mode":  # NumPy's shuffles: no epoch order to keep
+            assert proc.returncode == 0 and err == "", err
+            assert (folder / "ckpt_000000030.npz").is_file()
+            continue
+        assert proc.returncode == 2 and out == "", (name, err)
+        (line,) = err.strip().splitlines()
+        order = cases[name][1].get("epoch_order", checkpoints.UNRECORDED_EPOCH_ORDER)
+        assert line.startswith(f"jaxopt-lab: error: --resume: {folder / 'ckpt_000000020.npz'} "
+                               f"was made with the seed-mode epoch order {order!r}; ")  # fmt: skip
+        assert line.endswith(", or start afresh in another folder")
+        after = {
+            p.name: p.read_bytes() for p in folder.iterdir() if p.name != checkpoints.LOCK_NAME
+        }
+        assert after == before  # the refused run's lock aside
