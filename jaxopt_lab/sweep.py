@@ -24,8 +24,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jax
-
 from jaxopt_lab import engine
 from jaxopt_lab.blocks import (  # noqa: F401  (their names here before blocks.py existed)
     ACCELERATOR_BLOCK,
@@ -51,25 +49,11 @@ SweepTable = RunTable  # a sweep's results: the one result type of many runs
 
 
 def sweep_table(
-    X,
-    Y,
-    layers_dims: Sequence[int],
-    optimizer: str | OptimizerFactory,
-    grid: Mapping[str, Sequence[Any]],
-    *,
-    seeds: Sequence[int] = (0,),
-    num_epochs: int = 1000,
-    mini_batch_size: int = 64,
-    chunk_epochs: int | None = None,
-    keep_costs: bool = False,
-    devices: Sequence[jax.Device] | None = None,
-    on_chunk: ChunkCallback | None = None,
-    on_progress: ProgressCallback | None = None,
-    block_runs: int | None = None,
-    memory_budget: int | None = None,
-    as_rows: bool = False,
+    X, Y, layers_dims: Sequence[int], optimizer: str | OptimizerFactory,
+    grid: Mapping[str, Sequence[Any]], **options,
 ) -> SweepTable:
-    """Train every point of ``grid`` for every seed, block by block; the results as columns.
+    """Train every point of ``grid`` for every seed, block by block; the results as columns
+    (:func:`engine.train_grid` of one job).
 
     Args:
       X, Y: features (n_x, m) and 0/1 labels (1, m), examples as columns.
@@ -82,34 +66,16 @@ def sweep_table(
         call; it trains on the parameter tree, exactly as in ``fit``.
       grid: the factory's keyword arguments, each with the values to try; the runs are the
         cartesian product, e.g. ``{"learning_rate": [1e-3, 1e-2], "b1": [0.8, 0.9]}``.
-      seeds: JAX seeds (as ``fit``'s ``seed``, integers); every configuration runs with each.
-      num_epochs, mini_batch_size: as in :func:`train.fit`.
-      chunk_epochs: epochs per compiled call (default up to 1024, fewer for many seeds so a
-        chunk's shuffles fit in memory). Results do not depend on it.
-      keep_costs: also return every epoch's cost per run (``"costs"``; num_epochs floats a run).
-      devices: devices to split the runs over (default: all of ``jax.devices()``).
-      on_chunk: called after every chunk of every block with the epochs the block has done and
-        the chunk's costs, shape (block seeds, block configurations, chunk), padding included.
-        A grid that fits in one block (up to :func:`runs_per_block` runs per device) is one
-        block, so the epochs count up once to ``num_epochs``.
-      on_progress: called after every chunk of every block with ``(done, total)``: run-epochs
-        trained so far and in all (e.g. for a progress bar).
-      block_runs: runs per device in one block (default :func:`runs_per_block`). Results do not
-        depend on it.
-      memory_budget: bytes the results may take (default: half the available memory); a grid
-        whose results would not fit is refused before training (:func:`check_fits`).
-      as_rows: the caller will make a dict of every run (:meth:`SweepTable.rows`): count them in
-        the memory the results take.
+      **options: :func:`engine.train_grid`'s ``seeds`` (default ``(0,)``), ``num_epochs``
+        (1000), ``mini_batch_size``, ``chunk_epochs``, ``keep_costs``, ``devices``,
+        ``on_chunk``, ``on_progress`` (``(done, total)`` run-epochs), ``block_runs``,
+        ``memory_budget`` (default: half the available memory, :func:`check_fits`) and
+        ``as_rows``. Results do not depend on the chunk or block sizes.
 
     Returns:
       A :class:`SweepTable`.
     """
-    return engine.train_grid(
-        X, Y, layers_dims, [(optimizer, grid)], seeds=seeds, num_epochs=num_epochs,
-        mini_batch_size=mini_batch_size, chunk_epochs=chunk_epochs, keep_costs=keep_costs,
-        devices=devices, on_chunk=on_chunk, on_progress=on_progress, block_runs=block_runs,
-        memory_budget=memory_budget, as_rows=as_rows,
-    )  # fmt: skip
+    return engine.train_grid(X, Y, layers_dims, [(optimizer, grid)], **options)
 
 
 def sweep(

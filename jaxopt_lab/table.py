@@ -145,16 +145,21 @@ class RunTable:
     @classmethod
     def join(cls, tables: Sequence[RunTable]) -> RunTable:
         """Tables of the same seeds and axes as one, their runs one table after another; each
-        axis's values are those of every table, in order of first appearance."""
+        axis's values are those of every table, in order of first appearance. Tables of several
+        optimizers get an ``optimizer`` axis (the table's own name is the first one's)."""
         first = tables[0]
         if len(tables) == 1:
             return first
-        grid: dict[str, list] = {name: [] for name in first.grid}
+        named = len({t.optimizer for t in tables}) > 1 and "optimizer" not in first.grid
+        grid: dict[str, list] = {name: [] for name in (["optimizer"] if named else []) + [*first.grid]}
         codes = []
         for table in tables:
             per_config = np.arange(0, len(table), len(table.seeds))
             columns = []
             for name, values in grid.items():
+                if named and name == "optimizer":  # each table's optimizer becomes a column
+                    columns.append(np.full(len(per_config), _index_of(values, table.optimizer)))
+                    continue
                 own = table.codes(name)[per_config]
                 where = [_index_of(values, value) for value in table.grid[name]]
                 columns.append(np.asarray(where, np.int64)[own])

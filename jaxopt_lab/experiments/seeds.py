@@ -121,22 +121,7 @@ def compare_seeds(
         [fit.costs for fit in course_fits],
     )  # fmt: skip
     accuracy, final_cost = comparison.accuracy, comparison.final_cost
-    statistics = [
-        {
-            "method": methods[i],
-            "seeds": len(seeds),
-            "diverged": float(np.mean(np.isnan(accuracy[i]))),
-            "accuracy": stats.summary(accuracy[i]),
-            "final_cost": stats.summary(final_cost[i]),
-            "course": {
-                "accuracy": course["accuracy"],
-                "final_cost": course["final_cost"],
-                "accuracy_percentile": stats.percentile_of(course["accuracy"], accuracy[i]),
-                "final_cost_percentile": stats.percentile_of(course["final_cost"], final_cost[i]),
-            },
-        }
-        for i, course in enumerate(course_rows)
-    ]
+    statistics = _statistics(methods, len(seeds), course_rows, accuracy, final_cost)
     return comparison._replace(statistics=statistics, beats=stats.beats(accuracy))
 
 
@@ -202,6 +187,26 @@ def seeds_report(comparison: SeedsComparison) -> str:
     )
 
 
+
+
+def _statistics(methods, n_seeds, course_rows, accuracy, final_cost) -> list[dict]:
+    """Per run: the distributions over the seeds and where the course's run falls in them."""
+    return [
+        {
+            "method": methods[i],
+            "seeds": n_seeds,
+            "diverged": float(np.mean(np.isnan(accuracy[i]))),
+            "accuracy": stats.summary(accuracy[i]),
+            "final_cost": stats.summary(final_cost[i]),
+            "course": {
+                "accuracy": course["accuracy"],
+                "final_cost": course["final_cost"],
+                "accuracy_percentile": stats.percentile_of(course["accuracy"], accuracy[i]),
+                "final_cost_percentile": stats.percentile_of(course["final_cost"], final_cost[i]),
+            },
+        }
+        for i, course in enumerate(course_rows)
+    ]
 
 
 def _seed_runs(methods, configs, optimizers_, seeds, on_progress):
