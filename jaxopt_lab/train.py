@@ -181,9 +181,9 @@ def _run_chunks(program: Program, numbers, XY, key, state: TrainState, num_epoch
     carry = (state.params, state.opt_state)
     history = _CostHistory(np.asarray(state.costs[: state.epoch]), XY.dtype)
     for first, n in _chunks(state.epoch, num_epochs, program.length):
-        perms = _epoch_orders(XY.shape[1], key, first, n, program.length)
+        orders = key if key is not None else _course_orders(XY.shape[1], first, n, program.length)
         carry, costs = _jitted_chunk(jax.default_backend())(
-            program, carry, numbers, XY, perms, (first, n)
+            program, carry, numbers, XY, orders, (first, n)
         )
         costs = np.asarray(costs)[:n]
         history.extend(costs)
@@ -249,7 +249,7 @@ def _identity(params):
     return params
 
 
-def run_chunk(program: Program, carry, numbers, XY, perms, epochs):
+def run_chunk(program: Program, carry, numbers, XY, orders, epochs):
     """Run ``n`` (traced, <= ``program.length``) epochs from ``first``: the body of every run.
 
     This pure function is what ``fit`` jits and what ``sweep`` vmaps; there is no second loop.
@@ -259,21 +259,25 @@ def run_chunk(program: Program, carry, numbers, XY, perms, epochs):
       carry: ``(params, opt_state)``, ``opt_state`` over ``program.layout``.
       numbers: the optimizer's traced numbers (:func:`split_optimizer`).
       XY: features stacked over the label row, shape (n_x + 1, m).
-      perms: the column order of each of the chunk's epochs, shape (length, m) int32 (course
-        mode's from NumPy, seed mode's from :func:`seed_orders`): both modes run one program.
+      orders: the chunk's column orders: course mode's from NumPy, shape (length, m) int32;
+        or seed mode's shuffling key (:func:`shuffle_key`, shape (2,)), from which each epoch's
+        order is drawn inside the loop (:func:`data.epoch_permutation`), so no chunk of orders
+        is ever held in memory, and runs vmapped over configurations with one key draw it once.
       epochs: ``(first, n)``: the epoch number the chunk starts at and how many to run.
 
     Returns:
       ``((params, opt_state), costs)``, costs of shape (length,), NaN past ``n``.
     """
     optimizer = join_optimizer(numbers, program.structure)
-    (params, opt_state), (_, n) = carry, epochs
+    (params, opt_state), (first, n) = carry, epochs
     view, to_params = view_of(program.layout, params)
+    seeded = orders.ndim == 1
 
     def body(i, loop):
         view, opt_state, costs = loop
+        perm = data.epoch_permutation(orders, first + i, XY.shape[1]) if seeded else orders[i]
         view, opt_state, cost = epoch_step(
-            optimizer, to_params, view, opt_state, XY, perms[i], program.mini_batch_size
+            optimizer, to_params, view, opt_state, XY, perm, program.mini_batch_size
         )
         return view, opt_state, costs.at[i].set(cost)
 
@@ -382,23 +386,13 @@ def _chunks(epoch: int, num_epochs: int, chunk: int):
         epoch += n
 
 
-def _epoch_orders(m: int, key, first: int, n: int, length: int):
-    """The column orders of epochs ``first .. first + n - 1``, padded to ``length`` rows (the
-    padding is never run): course mode's from NumPy's seeds (``key`` None), else seed mode's."""
-    if key is not None:
-        return seed_orders(key, first, length=length, m=m)
+def _course_orders(m: int, first: int, n: int, length: int) -> np.ndarray:
+    """Course mode's column orders of epochs ``first .. first + n - 1`` (NumPy's seeds), padded
+    to ``length`` rows (the padding is never run)."""
     perms = data.course_permutations(m, first, n)
     if n < length:
         perms = np.concatenate([perms, np.zeros((length - n, m), np.int32)])
     return perms
-
-
-@functools.partial(jax.jit, static_argnames=("length", "m"))
-def seed_orders(key, first, *, length: int, m: int):
-    """Seed mode's column orders of epochs ``first .. first + length - 1``: one batched draw, the
-    same bits as :func:`data.epoch_permutation` epoch by epoch (a 1,000,000-epoch run: 70 -> 25 s)."""
-    epochs = first + jnp.arange(length)
-    return jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
 
 
 class _CostHistory:
