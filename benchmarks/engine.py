@@ -283,10 +283,10 @@ def markdown(result: dict) -> str:
         lines += [
             f"| plain vmapped step (the yardstick) | {cells('plain')} | 100% | |",
             f"| (a) `sweep_table`, {a['runs']} seeds x 1 config | {cells('a')} "
-            f"| {a['fraction_of_plain']:.0%} | {a_goal} |",
+            f"| {a['fraction_of_plain']:.1%} | {a_goal} |",
             f"| (b) `sweep_table`, {GRID_SEEDS[result['quick']]} seeds x "
             f"{GRID_RATES[result['quick']]} configs | {cells('b')} "
-            f"| {b['fraction_of_plain']:.0%} "
+            f"| {b['fraction_of_plain']:.1%} "
             f"| >= 75% ({_met(b['fraction_of_plain'], GOALS['b_fraction_of_plain'])}) |",
         ]
     if "compare" in result:
