@@ -2,7 +2,8 @@
 signals: precision, the compilation cache, backend start-up, CPU devices, atomic writes, stops.
 
 - :func:`use_float64`, :func:`enable_compilation_cache`, :func:`use_every_cpu_core` and
-  :func:`start_backend` configure JAX for a command (before it computes anything).
+  :func:`start_backend` configure JAX for a command (before it computes anything); importing
+  ``jaxopt_lab`` already gives JAX a device per core (:func:`use_every_cpu_core_from_jax_import`).
 - :func:`atomic_write` is the one way the project writes a file: a temporary file in the same
   folder, flushed, synced and renamed into place, so a reader sees the old file or the new one,
   never half of one. :func:`write_json` and :func:`ensure_writable_dir` build on it.
@@ -18,6 +19,8 @@ a command imports it first, so that a signal is handled from its first instant.
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.util
 import json
 import os
 import re
@@ -155,18 +158,79 @@ def _undecodable_entries(name: str) -> list[Path]:
     return damaged
 
 
-def use_every_cpu_core() -> None:
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no sched_getaffinity (macOS): every core of the machine
+        return os.cpu_count() or 1
+
+
+def use_every_cpu_core() -> str | None:
     """One host device per core, so a sweep on CPU keeps every core busy (measured: 2 devices on
-    2 cores run a 256-run sweep 1.5x faster than one). Only possible before JAX starts; an
-    explicit ``--xla_force_host_platform_device_count`` in XLA_FLAGS wins."""
-    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
+    2 cores run a 256-run sweep 1.5x faster than one); work on one device is unchanged.
+
+    A count the user chose wins: ``--xla_force_host_platform_device_count`` in XLA_FLAGS or
+    ``jax_num_cpu_devices`` already set. JAX takes the count only before its backend starts.
+
+    Returns:
+      None, or, when JAX's backend had already started on fewer CPU devices than cores, one
+      sentence that says how to get every core.
+    """
     import jax
 
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return None
+    if jax.config.jax_num_cpu_devices >= 0:
+        return None
+    cores = cpu_cores()
     try:
-        jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
-    except (RuntimeError, AttributeError):  # JAX already started, or no sched_getaffinity
+        jax.config.update("jax_num_cpu_devices", cores)
+        return None
+    except RuntimeError:  # the backend has started
         pass
+    if jax.default_backend() != "cpu" or jax.local_device_count() >= cores:
+        return None
+    return (
+        f"JAX started before jaxopt_lab could give it one device per core, so sweeps run on "
+        f"{jax.local_device_count()} of {cores} CPU cores: import jaxopt_lab before JAX "
+        f"computes anything, or set XLA_FLAGS=--xla_force_host_platform_device_count={cores} "
+        "before Python starts"
+    )
+
+
+def use_every_cpu_core_from_jax_import() -> str | None:
+    """:func:`use_every_cpu_core` now if JAX is imported, else as soon as it is (what importing
+    ``jaxopt_lab`` does). Importing JAX here instead would cost a command 0.5-2.5 s before it
+    handles signals. Returns what :func:`use_every_cpu_core` says now, else None."""
+    if "jax" in sys.modules:
+        return use_every_cpu_core()
+    sys.meta_path.insert(0, _AfterImport("jax", use_every_cpu_core))
+    return None
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Call ``then()`` right after module ``name`` is first executed (once; then it leaves
+    ``sys.meta_path``). The module is found and loaded as without it."""
+
+    def __init__(self, name: str, then: Callable[[], Any]):
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)  # by the finders after this one
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        execute = spec.loader.exec_module  # this spec's own loader: patching it touches no other
+
+        def exec_module(module):
+            execute(module)
+            self.then()
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 class BackendError(RuntimeError):
