@@ -341,7 +341,7 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     XY_host = np.concatenate([np.asarray(X, dtype), np.asarray(Y, dtype)], axis=0)
     m = XY_host.shape[1]
     numbers, structure, first = grids.grid_numbers(factory, name, grid)
-    n_seeds, n_configs = len(seeds), len(numbers[0])
+    n_seeds, n_configs = len(seeds), math.prod(len(v) for v in grid.values())
     per_device = plan.block_runs or blocks.runs_per_block(plan.layers, plan.mini_batch_size,
                                                           devices[0].platform)  # fmt: skip
     cut = blocks.plan_blocks(n_seeds, n_configs, len(devices), per_device)
@@ -349,7 +349,8 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     length = _chunk_length(plan, seeds_per_device, m)
     program = train.Program(structure, train.layout_of(first), plan.mini_batch_size, length)
     compiled = blocks._program(program, plan.layers, m, plan.mesh, cut.shard_seeds)
-    measured = _run_blocks(plan, compiled, cut, XY_host, seeds, numbers, length, progress, on_chunk)
+    measured = _run_blocks(plan, compiled, cut, XY_host, (seeds, n_configs, numbers), length,
+                           progress, on_chunk)  # fmt: skip
 
     def by_run(a):  # (seeds, configs, ...) -> runs in grid order, seeds fastest
         return np.swapaxes(a, 0, 1).reshape(n_seeds * n_configs, *a.shape[2:])
@@ -365,11 +366,12 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     return RunTable(name, grid, seeds, costs, **RunTable.measure(measured))
 
 
-def _run_blocks(plan, compiled, cut, XY_host, seeds, numbers, length, progress, on_chunk):
+def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
     """Every block's chunks, each queued before the previous one is read back (no idle device);
     what was measured of every run, shape (seeds, configs, ...)."""
     run_block, start, (runs, _, _, replicated) = compiled
-    n_seeds, n_configs, num_epochs = len(seeds), len(numbers[0]), plan.num_epochs
+    seeds, n_configs, numbers = grid  # the seeds, the number of configurations, their numbers
+    n_seeds, num_epochs = len(seeds), plan.num_epochs
     dtype = XY_host.dtype
     XY = blocks._global(XY_host, replicated)
     # The whole grid goes to the devices once; a small program cuts each block out of it.
