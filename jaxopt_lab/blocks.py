@@ -16,7 +16,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxopt_lab import model, train
 
 AXIS = "configs"  # the mesh axis the configurations are split over
-PERMUTATION_BUDGET = 2**24  # int32 entries of a chunk's shuffles per device (64 MiB)
+# Run-epochs of one device in one chunk: about 0.2 s of the lesson's network on a core.
+CHUNK_RUN_EPOCHS = 2**16
 CACHE_BYTES = 2**20  # a core's L2 cache when the machine does not say (1 MiB)
 ACCELERATOR_BLOCK = 2**16  # runs per device per block on a GPU or TPU: wide vmaps suit them
 

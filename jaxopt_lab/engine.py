@@ -299,7 +299,7 @@ def train_grid(
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise InvalidValue("devices", f"must be a non-empty list of jax devices, got {devices!r}")
     plan = _Plan(tuple(layers_dims), num_epochs, mini_batch_size, chunk_epochs, keep_costs,
-                 Mesh(np.asarray(devices), (blocks.AXIS,)), block_runs, len(jobs) > 1)  # fmt: skip
+                 Mesh(np.asarray(devices), (blocks.AXIS,)), block_runs)  # fmt: skip
     with tracking(len(seeds) * n_configs * num_epochs, on_progress) as progress:
 
         def train_job(job) -> RunTable:
@@ -319,19 +319,17 @@ class _Plan(NamedTuple):
     keep_costs: bool
     mesh: Mesh
     block_runs: int | None
-    concurrent: bool  # two jobs train at once
 
 
-def _chunk_length(plan: _Plan, seeds_per_device: int, m: int) -> int:
+def _chunk_length(plan: _Plan, runs_per_device: int) -> int:
     """Epochs per compiled call: a power of two up to :data:`train.DEFAULT_CHUNK_EPOCHS` (one
-    program serves many epoch counts) whose shuffles, one int32 per example, epoch and seed of a
-    device, fit :data:`blocks.PERMUTATION_BUDGET` (a quarter of it when two jobs run at once:
-    each also holds its sorts' working copies)."""
+    program serves many epoch counts), at most :data:`blocks.CHUNK_RUN_EPOCHS` run-epochs per
+    device, so that progress, stops and lost peers are seen every fraction of a second however
+    many runs a block holds."""
     if plan.chunk_epochs is not None:
         return min(plan.chunk_epochs, plan.num_epochs)
-    budget = blocks.PERMUTATION_BUDGET // (4 if plan.concurrent else 1)
     length = blocks._ceil_pow2(min(train.DEFAULT_CHUNK_EPOCHS, plan.num_epochs))
-    return max(1, min(length, blocks._floor_pow2(budget // (seeds_per_device * m))))
+    return max(1, min(length, blocks._floor_pow2(blocks.CHUNK_RUN_EPOCHS // runs_per_device)))
 
 
 def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on_chunk) -> RunTable:
@@ -345,8 +343,7 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     per_device = plan.block_runs or blocks.runs_per_block(plan.layers, plan.mini_batch_size,
                                                           devices[0].platform)  # fmt: skip
     cut = blocks.plan_blocks(n_seeds, n_configs, len(devices), per_device)
-    seeds_per_device = cut.seeds // len(devices) if cut.shard_seeds else cut.seeds
-    length = _chunk_length(plan, seeds_per_device, m)
+    length = _chunk_length(plan, cut.seeds * cut.configs // len(devices))
     program = train.Program(structure, train.layout_of(first), plan.mini_batch_size, length)
     compiled = blocks._program(program, plan.layers, m, plan.mesh, cut.shard_seeds)
     measured = _run_blocks(plan, compiled, cut, XY_host, (seeds, n_configs, numbers), length,

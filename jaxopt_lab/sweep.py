@@ -29,7 +29,6 @@ from jaxopt_lab.blocks import (  # noqa: F401  (their names here before blocks.p
     ACCELERATOR_BLOCK,
     AXIS,
     CACHE_BYTES,
-    PERMUTATION_BUDGET,
     Blocks,
     plan_blocks,
     runs_per_block,

@@ -271,18 +271,30 @@ def run_chunk(program: Program, carry, numbers, XY, orders, epochs):
     optimizer = join_optimizer(numbers, program.structure)
     (params, opt_state), (first, n) = carry, epochs
     view, to_params = view_of(program.layout, params)
-    seeded = orders.ndim == 1
+    m = XY.shape[1]
+    if orders.ndim == 1:  # seed mode: each epoch's order drawn from the key
 
+        def order_of(i):
+            return data.epoch_permutation(orders, first + i, m)
+    else:
+
+        def order_of(i):
+            return orders[jnp.minimum(i, program.length - 1)]
+
+    # The order is drawn one epoch ahead and carried: as a loop value it is made whole once.
+    # Drawn where the gather uses it, XLA:CPU fused the 12 shuffle rounds into the gather and
+    # computed them again for every element gathered (a seeds-only block ran at 13% of a plain
+    # vmapped step; benchmarks/RESULTS.md).
     def body(i, loop):
-        view, opt_state, costs = loop
-        perm = data.epoch_permutation(orders, first + i, XY.shape[1]) if seeded else orders[i]
+        view, opt_state, costs, perm = loop
         view, opt_state, cost = epoch_step(
             optimizer, to_params, view, opt_state, XY, perm, program.mini_batch_size
         )
-        return view, opt_state, costs.at[i].set(cost)
+        return view, opt_state, costs.at[i].set(cost), order_of(i + 1)
 
     costs = jnp.full((program.length,), jnp.nan, XY.dtype)
-    view, opt_state, costs = jax.lax.fori_loop(0, n, body, (view, opt_state, costs))
+    loop = (view, opt_state, costs, order_of(0))
+    view, opt_state, costs, _ = jax.lax.fori_loop(0, n, body, loop)
     return (to_params(view), opt_state), costs
 
 

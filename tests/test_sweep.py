@@ -263,11 +263,13 @@ def test_sweep_refuses_bad_input_naming_it(name, change):
 
 
 def test_a_blocked_sweep_gives_the_rows_of_one_block(rows):
-    # 4 runs a block: (2 seeds, 2 configurations), three blocks, the programs of another shape.
+    # 4 runs a block on one device: (2 seeds, 2 configurations), three blocks, the programs of
+    # another shape.
     progress = []
     table = sweep.sweep_table(
         X, Y, LAYERS, "adam", GRID, seeds=SEEDS, num_epochs=EPOCHS, chunk_epochs=CHUNK,
         keep_costs=True, block_runs=4, on_progress=lambda done, total: progress.append((done, total)),
+        devices=jax.devices()[:1],
     )  # fmt: skip
     assert sweep.plan_blocks(2, 6, 1, 4).counts == (1, 3)
     np.testing.assert_allclose(table.costs, [r["costs"] for r in rows], rtol=1e-6, atol=1e-7)
