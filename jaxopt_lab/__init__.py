@@ -8,7 +8,7 @@ saying how to get every core.
 
 import warnings as _warnings
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from jaxopt_lab import runtime as _runtime  # noqa: E402 - runtime reads nothing of this module
 
