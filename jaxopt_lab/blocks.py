@@ -35,11 +35,11 @@ def _cache_bytes() -> int:
     return CACHE_BYTES
 
 
-def _floor_pow2(n: int) -> int:
+def floor_pow2(n: int) -> int:
     return 1 << (max(1, int(n)).bit_length() - 1)
 
 
-def _ceil_pow2(n: int) -> int:
+def ceil_pow2(n: int) -> int:
     return 1 << (max(1, int(n)) - 1).bit_length()
 
 
@@ -52,7 +52,7 @@ def runs_per_block(layers_dims: Sequence[int], mini_batch_size: int, platform: s
         return ACCELERATOR_BLOCK
     itemsize = np.dtype(jnp.result_type(float)).itemsize
     step_bytes = min(mini_batch_size, 2**20) * sum(layers_dims[1:]) * itemsize
-    return int(np.clip(_floor_pow2(_cache_bytes() // step_bytes), 8, 8192))
+    return int(np.clip(floor_pow2(_cache_bytes() // step_bytes), 8, 8192))
 
 
 class Blocks(NamedTuple):
@@ -74,8 +74,8 @@ def plan_blocks(n_seeds: int, n_configs: int, devices: int, per_device: int) -> 
     still let one compiled program serve many grid sizes."""
     shard_seeds = n_seeds > n_configs
     long, short = (n_seeds, n_configs) if shard_seeds else (n_configs, n_seeds)
-    short_block = _even_blocks(short, _floor_pow2(per_device))
-    long_block = _even_blocks(-(-long // devices), _floor_pow2(max(1, per_device // short_block)))
+    short_block = _even_blocks(short, floor_pow2(per_device))
+    long_block = _even_blocks(-(-long // devices), floor_pow2(max(1, per_device // short_block)))
     long_block *= devices
     counts = (-(-long // long_block), -(-short // short_block))
     if shard_seeds:
@@ -103,7 +103,7 @@ def _first_bad_epoch(diverged_at, costs, first_epoch, n_epochs):
     return jnp.where(diverged_at < 0, found, diverged_at)
 
 
-def _global(tree, sharding: NamedSharding):
+def on_mesh(tree, sharding: NamedSharding):
     """Place host values on the mesh. Every process holds the same full values (they follow from
     the grid and seeds), and each hands over only its own devices' rows, so this also works when
     the mesh spans several processes (``jax.distributed``)."""
@@ -115,7 +115,7 @@ def _global(tree, sharding: NamedSharding):
     return jax.tree.map(put, tree)
 
 
-def _host(x: jax.Array) -> np.ndarray:
+def to_host(x: jax.Array) -> np.ndarray:
     """A sharded result as one NumPy array on every process."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
@@ -125,7 +125,7 @@ def _host(x: jax.Array) -> np.ndarray:
 
 
 @functools.cache
-def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_seeds: bool):
+def block_program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_seeds: bool):
     """The jitted program of one block's chunk, cached across calls and grid sizes.
 
     ``(state, numbers, seeds, XY, epochs, last) -> (state, costs, results)``: on a block's first
@@ -195,7 +195,7 @@ def _program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_se
     ), start, (runs, seed_axis, config_axis, replicated)  # fmt: skip
 
 
-class _Chunk(NamedTuple):
+class Chunk(NamedTuple):
     """A dispatched chunk of one block, read back once the next one is queued."""
 
     seeds: slice  # the block's real runs (padding excluded) along each axis
@@ -206,7 +206,7 @@ class _Chunk(NamedTuple):
 
 
 @functools.cache
-def _cutter(mesh: Mesh, blocks: Blocks):
+def cutter(mesh: Mesh, blocks: Blocks):
     """``(seeds, configs, at) -> (block seeds, block configs)``: a block of the whole grid (held
     on every device), each device keeping its share. One dispatch a block, not one transfer per
     number; the block's program does not depend on the grid's size."""
@@ -224,9 +224,9 @@ def _cutter(mesh: Mesh, blocks: Blocks):
     return jax.jit(cut, out_shardings=(seed_axis, config_axis))
 
 
-def _empty_state(start, numbers, seeds, runs: NamedSharding):
+def empty_state(start, numbers, seeds, runs: NamedSharding):
     """A state of the block's shape for its first chunk, which starts afresh and ignores it."""
     carry = jax.eval_shape(start, seeds, numbers)
     width = (seeds.shape[0], numbers[0].shape[0])
     zeros = (jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), carry), np.zeros(width, np.int32))
-    return _global(zeros, runs)
+    return on_mesh(zeros, runs)

@@ -260,8 +260,8 @@ def train_grid(
       jobs: :class:`Job` ``(optimizer, grid)`` pairs; every job's grid has the same axes.
       seeds: JAX seeds (integers); every configuration runs with each.
       num_epochs, mini_batch_size: as in :func:`train.fit`.
-      chunk_epochs: epochs per compiled call (default: up to 1024, fewer when a chunk's
-        shuffles would not fit in memory). Results do not depend on it.
+      chunk_epochs: epochs per compiled call (default: up to 1024, fewer for a large block, at
+        most :data:`blocks.CHUNK_RUN_EPOCHS` run-epochs per device). Results do not depend on it.
       keep_costs: also keep every epoch's cost per run.
       devices: devices to split the runs over (default: all of ``jax.devices()``).
       on_progress: called after every chunk of every block of every job with ``(done, total)``:
@@ -328,8 +328,8 @@ def _chunk_length(plan: _Plan, runs_per_device: int) -> int:
     many runs a block holds."""
     if plan.chunk_epochs is not None:
         return min(plan.chunk_epochs, plan.num_epochs)
-    length = blocks._ceil_pow2(min(train.DEFAULT_CHUNK_EPOCHS, plan.num_epochs))
-    return max(1, min(length, blocks._floor_pow2(blocks.CHUNK_RUN_EPOCHS // runs_per_device)))
+    length = blocks.ceil_pow2(min(train.DEFAULT_CHUNK_EPOCHS, plan.num_epochs))
+    return max(1, min(length, blocks.floor_pow2(blocks.CHUNK_RUN_EPOCHS // runs_per_device)))
 
 
 def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on_chunk) -> RunTable:
@@ -345,7 +345,7 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     cut = blocks.plan_blocks(n_seeds, n_configs, len(devices), per_device)
     length = _chunk_length(plan, cut.seeds * cut.configs // len(devices))
     program = train.Program(structure, train.layout_of(first), plan.mini_batch_size, length)
-    compiled = blocks._program(program, plan.layers, m, plan.mesh, cut.shard_seeds)
+    compiled = blocks.block_program(program, plan.layers, m, plan.mesh, cut.shard_seeds)
     measured = _run_blocks(plan, compiled, cut, XY_host, (seeds, n_configs, numbers), length,
                            progress, on_chunk)  # fmt: skip
 
@@ -370,29 +370,29 @@ def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
     seeds, n_configs, numbers = grid  # the seeds, the number of configurations, their numbers
     n_seeds, num_epochs = len(seeds), plan.num_epochs
     dtype = XY_host.dtype
-    XY = blocks._global(XY_host, replicated)
+    XY = blocks.on_mesh(XY_host, replicated)
     # The whole grid goes to the devices once; a small program cuts each block out of it.
     padded = [n * k for n, k in zip((cut.seeds, cut.configs), cut.counts, strict=True)]
     pad_s, pad_c = (np.minimum(np.arange(p), n - 1) for p, n in zip(padded, (n_seeds, n_configs), strict=True))
-    everything = blocks._global(
+    everything = blocks.on_mesh(
         (seeds.astype(np.uint32)[pad_s], (pad_c.astype(np.int32), [x[pad_c] for x in numbers])),
         replicated,
     )  # fmt: skip
-    cutter = blocks._cutter(plan.mesh, cut)
+    cut_block = blocks.cutter(plan.mesh, cut)
     final_cost = np.empty((n_seeds, n_configs), dtype)
     diverged_at = np.empty((n_seeds, n_configs), np.int64)
     correct = np.empty((n_seeds, n_configs), np.int64)
     history = np.empty((n_seeds, n_configs, num_epochs), dtype) if plan.keep_costs else None
 
-    def retire(chunk: blocks._Chunk) -> None:
+    def retire(chunk: blocks.Chunk) -> None:
         """Read back a finished chunk (the next one is already queued)."""
         s, c, (first, n) = chunk.seeds, chunk.configs, chunk.epochs
         height, width = s.stop - s.start, c.stop - c.start
         if history is not None:
-            history[s, c, first : first + n] = blocks._host(chunk.costs)[:height, :width, :n]
+            history[s, c, first : first + n] = blocks.to_host(chunk.costs)[:height, :width, :n]
         if chunk.results is not None:
             for target, result in zip((final_cost, diverged_at, correct), chunk.results, strict=True):
-                target[s, c] = blocks._host(result)[:height, :width]
+                target[s, c] = blocks.to_host(result)[:height, :width]
         chunk.costs.block_until_ready()
         if on_chunk is not None:
             on_chunk(first + n, chunk.costs)
@@ -401,9 +401,9 @@ def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
     state, queue = None, collections.deque()
     for b_seed, b_config in itertools.product(*(range(c) for c in cut.counts)):
         at = (b_seed * cut.seeds, b_config * cut.configs)
-        block_seeds, block_configs = cutter(*everything, at)
+        block_seeds, block_configs = cut_block(*everything, at)
         if state is None:
-            state = blocks._empty_state(start, block_configs, block_seeds, runs)
+            state = blocks.empty_state(start, block_configs, block_seeds, runs)
         seed_rows = slice(at[0], min(at[0] + cut.seeds, n_seeds))
         config_rows = slice(at[1], min(at[1] + cut.configs, n_configs))
         epoch = 0
@@ -411,7 +411,7 @@ def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
             n = min(length, num_epochs - epoch)
             last = epoch + n == num_epochs
             state, costs, results = run_block(state, block_configs, block_seeds, XY, (epoch, n), last)
-            queue.append(blocks._Chunk(seed_rows, config_rows, (epoch, n), costs, results if last else None))
+            queue.append(blocks.Chunk(seed_rows, config_rows, (epoch, n), costs, results if last else None))
             if len(queue) > 1:
                 retire(queue.popleft())
             epoch += n

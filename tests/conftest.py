@@ -15,12 +15,12 @@ import jax
 import numpy as np
 import pytest
 
+from jaxopt_lab import runtime
+
 # One CPU device in the test processes, as before `import jaxopt_lab` gave one per core: each
 # pytest-xdist worker already has a core of its own, and a sweep split over two devices there
 # would compete with the other worker (tests of several devices force them in their own processes).
 jax.config.update("jax_num_cpu_devices", 1)
-
-from jaxopt_lab import runtime
 
 # Compiled programs are shared across the test run and never touch the user's ~/.cache: the
 # process that starts the run makes a folder that pytest-xdist's workers inherit. The workers
