@@ -59,7 +59,7 @@ def lr_curve(
         rule holds (:func:`engine.runs_that_fit`).
       runtime.Stopped: a signal stopped the runs.
     """
-    names = list(dict.fromkeys(names))
+    names = optimizer_names(names)
     rates = [float(rate) for rate in dict.fromkeys(learning_rates)]
     if not names or not rates:
         raise InvalidValue("optimizer" if not names else "learning_rate",
@@ -98,6 +98,16 @@ def learning_rates(lr_from: float, lr_to: float, points: int) -> list[float]:
     return np.geomspace(lr_from, lr_to, points).tolist()
 
 
+def optimizer_names(names) -> list[str]:
+    """``names`` as a list without repeats: a list of optimizer names (a lone string is refused,
+    not read letter by letter)."""
+    if isinstance(names, (str, bytes)) or not isinstance(names, (Sequence, np.ndarray)):
+        raise InvalidValue(
+            "optimizer", f"must be a list of optimizer names such as ['gd', 'adam'], got {names!r}"
+        )
+    return list(dict.fromkeys(names))
+
+
 def lr_find(
     names: Sequence[str],
     *,
@@ -121,6 +131,7 @@ def lr_find(
         the memory budget is refused before it is built.
     """
     check("points", points)
+    names, seeds = optimizer_names(names), engine.check_seeds(seeds)  # before counting them
     if len(set(names)) * points * len(seeds) > _runs_that_fit(epochs):
         raise InvalidValue(
             "points",

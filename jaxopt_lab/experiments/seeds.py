@@ -96,6 +96,15 @@ def compare_seeds(
       runtime.Stopped: a signal stopped the runs.
       train.DivergenceError: a run diverged in the course's randomness.
     """
+    if (
+        isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs
+        or not all(isinstance(run, (tuple, list)) and len(run) == 2 and isinstance(run[1], RunConfig)
+                   for run in runs)
+    ):  # fmt: skip
+        raise InvalidValue(
+            "runs", f"must be a non-empty list of (label, RunConfig) pairs such as "
+            f"runs.COURSE_RUNS, got {runs!r}"
+        )
     methods, configs = (list(column) for column in zip(*runs, strict=True))
     if epochs is not None:
         configs = [config._replace(epochs=epochs) for config in configs]

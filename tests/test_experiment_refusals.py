@@ -1,0 +1,39 @@
+"""What the experiments refuse before anything trains: one InvalidValue naming the argument, never
+a TypeError from inside (issue 21, case 5: the exact inputs of the issue)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jaxopt_lab import runs
+from jaxopt_lab.settings import InvalidValue
+
+
+@pytest.mark.parametrize(
+    "seeds", [(s for s in range(2)), 3, None, "01"], ids=["generator", "int", "None", "str"]
+)
+def test_lr_find_refuses_seeds_that_are_not_a_sequence_naming_seeds(seeds):
+    with pytest.raises(InvalidValue) as caught:
+        runs.lr_find(["adam"], seeds=seeds, epochs=2, points=2)
+    assert caught.value.name == "seeds"
+    assert "range(100)" in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("names", ["adam", b"gd", 3])
+def test_lr_find_refuses_a_lone_name_instead_of_a_list(names):
+    for call in (lambda: runs.lr_find(names, seeds=[0], epochs=2, points=2),
+                 lambda: runs.lr_curve(names, [0.01], [0], epochs=2)):  # fmt: skip
+        with pytest.raises(InvalidValue, match=r"list of optimizer names") as caught:
+            call()
+        assert caught.value.name == "optimizer"
+        assert repr(names) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "bad", [[], (), "adam", [runs.RunConfig()], [("label",)], [("label", "adam")]],
+    ids=["empty list", "empty tuple", "str", "bare config", "no config", "name not config"],
+)
+def test_compare_seeds_refuses_runs_that_are_not_labelled_configs(bad):
+    with pytest.raises(InvalidValue, match=r"\(label, RunConfig\) pairs") as caught:
+        runs.compare_seeds([0], runs=bad)
+    assert caught.value.name == "runs" and "\n" not in str(caught.value)
