@@ -152,6 +152,9 @@ def train_run(
 @contextlib.contextmanager
 def _own_folder(directory):
     """Prove ``directory`` takes files and hold its lock for the block."""
+    if isinstance(directory, str) and not directory.strip():
+        raise InvalidValue("checkpoint_dir", "must be a folder's path, got '' (an empty path "
+                           "would write into the current folder)")  # fmt: skip
     try:
         runtime.ensure_writable_dir(directory)
     except OSError as error:

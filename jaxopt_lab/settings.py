@@ -305,6 +305,8 @@ def from_text(setting: str, text: str):
         return InvalidValue(setting, f"{reason}, got {text!r}")
 
     if s.kind == "folder":
+        if not text.strip():  # Path("") is the current folder: a lost variable, most likely
+            raise refuse("expected a folder's path (an empty one would write into the current folder)")
         path = Path(text)
         if path.exists() and not path.is_dir():
             raise InvalidValue(setting, f"{text!r} exists and is not a folder")

@@ -37,3 +37,26 @@ def test_compare_seeds_refuses_runs_that_are_not_labelled_configs(bad):
     with pytest.raises(InvalidValue, match=r"\(label, RunConfig\) pairs") as caught:
         runs.compare_seeds([0], runs=bad)
     assert caught.value.name == "runs" and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["compare", "--out", ""], ["sweep", "--out", " "], ["lr-find", "--out", ""],
+     ["train", "--checkpoint-dir", ""], ["paths", "--out", ""]],
+)  # fmt: skip
+def test_an_empty_folder_path_is_one_line_and_exit_2(argv, capsys, tmp_path, monkeypatch):
+    from jaxopt_lab import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "empty one would write into the current folder" in err
+    assert err.split(": ")[2] in ("argument --out", "argument --checkpoint-dir")
+    assert list(tmp_path.iterdir()) == []  # nothing written where the user stood
+
+
+def test_train_run_refuses_an_empty_checkpoint_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InvalidValue, match="empty path") as caught:
+        runs.train_run(runs.RunConfig(epochs=2), checkpoint_dir="")
+    assert caught.value.name == "checkpoint_dir" and list(tmp_path.iterdir()) == []
