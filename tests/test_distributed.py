@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -74,19 +75,45 @@ def test_two_processes_write_the_rows_of_one(tmp_path):
     assert "[Gloo]" not in outputs[0][0]
 
 
-@pytest.mark.parametrize("victim", [1, 0])
-def test_a_killed_process_stops_the_other_in_bounded_time_with_one_line(tmp_path, victim):
-    port = free_port()
+@pytest.fixture(scope="module")
+def killed_pairs():
+    """Two pairs started at once, the process of rank 1 killed in one and rank 0 in the other: for
+    each victim, what its survivor did (exit status, stdout, stderr, seconds from the kill to its
+    end). Each pair waits mostly for start-up and the peer timeout, so the two share the wait."""
     long_run = ["--epochs", "2000000", "--peer-timeout", "3"]
-    pair = [start([*GRID, *long_run, *group(port, r)], 1) for r in (0, 1)]
-    time.sleep(8)  # both joined and training (a kill during joining ends the same way)
-    pair[victim].send_signal(signal.SIGKILL)
-    survivor = pair[1 - victim]
-    killed_at = time.monotonic()
-    out, err = survivor.communicate(timeout=120)
-    waited = time.monotonic() - killed_at
-    pair[victim].communicate()
-    assert survivor.returncode != 0
+    ports = set()
+    while len(ports) < 2:
+        ports.add(free_port())
+    pairs = {
+        victim: [start([*GRID, *long_run, *group(port, r)], 1) for r in (0, 1)]
+        for victim, port in zip((1, 0), sorted(ports), strict=True)
+    }
+    try:
+        time.sleep(9)  # both joined and training (a kill during joining ends the same way)
+        for victim, pair in pairs.items():
+            pair[victim].send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+
+        def survivor_of(victim):
+            survivor = pairs[victim][1 - victim]
+            out, err = survivor.communicate(timeout=120)
+            return survivor.returncode, out, err, time.monotonic() - killed_at
+
+        with concurrent.futures.ThreadPoolExecutor(len(pairs)) as pool:
+            ended = dict(zip(pairs, pool.map(survivor_of, pairs), strict=True))
+        yield ended
+    finally:
+        for pair in pairs.values():
+            for proc in pair:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.communicate()
+
+
+@pytest.mark.parametrize("victim", [1, 0])
+def test_a_killed_process_stops_the_other_in_bounded_time_with_one_line(killed_pairs, victim):
+    returncode, out, err, waited = killed_pairs[victim]
+    assert returncode != 0
     assert waited < 60, f"the survivor took {waited:.0f} s to stop"
     assert "Traceback" not in err and "Check failure" not in err
     (line,) = err.strip().splitlines()
