@@ -181,7 +181,7 @@ def _run_chunks(program: Program, numbers, XY, key, state: TrainState, num_epoch
     carry = (state.params, state.opt_state)
     history = _CostHistory(np.asarray(state.costs[: state.epoch]), XY.dtype)
     for first, n in _chunks(state.epoch, num_epochs, program.length):
-        orders = key if key is not None else _course_orders(XY.shape[1], first, n, program.length)
+        orders = _epoch_orders(XY.shape[1], key, first, n, program.length)
         carry, costs = _jitted_chunk(jax.default_backend())(
             program, carry, numbers, XY, orders, (first, n)
         )
@@ -259,10 +259,11 @@ def run_chunk(program: Program, carry, numbers, XY, orders, epochs):
       carry: ``(params, opt_state)``, ``opt_state`` over ``program.layout``.
       numbers: the optimizer's traced numbers (:func:`split_optimizer`).
       XY: features stacked over the label row, shape (n_x + 1, m).
-      orders: the chunk's column orders: course mode's from NumPy, shape (length, m) int32;
-        or seed mode's shuffling key (:func:`shuffle_key`, shape (2,)), from which each epoch's
-        order is drawn inside the loop (:func:`data.epoch_permutation`), so no chunk of orders
-        is ever held in memory, and runs vmapped over configurations with one key draw it once.
+      orders: the chunk's column orders, shape (length, m) int32 (``fit``'s, in both modes:
+        :func:`_epoch_orders`); or seed mode's shuffling key (:func:`shuffle_key`, shape (2,)),
+        from which each epoch's order is drawn inside the loop (:func:`data.epoch_permutation`):
+        the sweep's block program, so no chunk of every seed's orders is held in memory, and
+        runs vmapped over configurations with one key draw it once.
       epochs: ``(first, n)``: the epoch number the chunk starts at and how many to run.
 
     Returns:
@@ -272,19 +273,15 @@ def run_chunk(program: Program, carry, numbers, XY, orders, epochs):
     (params, opt_state), (first, n) = carry, epochs
     view, to_params = view_of(program.layout, params)
     m = XY.shape[1]
-    if orders.ndim == 1:  # seed mode: each epoch's order drawn from the key
 
-        def order_of(i):
+    def order_of(i):  # from a key, each epoch's order is drawn here
+        if orders.ndim == 1:
             return data.epoch_permutation(orders, first + i, m)
-    else:
+        return orders[jnp.minimum(i, program.length - 1)]
 
-        def order_of(i):
-            return orders[jnp.minimum(i, program.length - 1)]
-
-    # The order is drawn one epoch ahead and carried: as a loop value it is made whole once.
-    # Drawn where the gather uses it, XLA:CPU fused the 12 shuffle rounds into the gather and
-    # computed them again for every element gathered (a seeds-only block ran at 13% of a plain
-    # vmapped step; benchmarks/RESULTS.md).
+    # The order is taken one epoch ahead and carried, a loop value made whole once: drawn where
+    # the gather used it, XLA:CPU fused the 12 shuffle rounds into the gather and redid them for
+    # every element gathered (a seeds-only block at 13% of a plain vmapped step; RESULTS.md).
     def body(i, loop):
         view, opt_state, costs, perm = loop
         view, opt_state, cost = epoch_step(
@@ -398,13 +395,25 @@ def _chunks(epoch: int, num_epochs: int, chunk: int):
         epoch += n
 
 
-def _course_orders(m: int, first: int, n: int, length: int) -> np.ndarray:
-    """Course mode's column orders of epochs ``first .. first + n - 1`` (NumPy's seeds), padded
-    to ``length`` rows (the padding is never run)."""
+def _epoch_orders(m: int, key, first: int, n: int, length: int):
+    """The column orders of epochs ``first .. first + n - 1``, padded to ``length`` rows (the
+    padding is never run): course mode's from NumPy's seeds (``key`` None), else seed mode's.
+
+    An array in both modes: one compiled program per optimizer structure serves both (one run's
+    orders are small; the sweep's block program draws every seed's inside its loop)."""
+    if key is not None:
+        return seed_orders(key, first, length=length, m=m)
     perms = data.course_permutations(m, first, n)
     if n < length:
         perms = np.concatenate([perms, np.zeros((length - n, m), np.int32)])
     return perms
+
+
+@functools.partial(jax.jit, static_argnames=("length", "m"))
+def seed_orders(key, first, *, length: int, m: int):
+    """Seed mode's orders of epochs ``first .. first + length - 1`` (:func:`data.epoch_permutation`)."""
+    epochs = first + jnp.arange(length)
+    return jax.vmap(data.epoch_permutation, in_axes=(None, 0, None))(key, epochs, m)
 
 
 class _CostHistory:
