@@ -49,6 +49,28 @@ def seeds_that_fit(runs: int, epochs: int) -> int:
     return engine.runs_that_fit(epochs, keep_costs=True, as_rows=True) // runs
 
 
+def _labelled_runs(runs, epochs: int | None) -> tuple[list[str], list[RunConfig]]:
+    """The labels and checked configurations of ``(label, RunConfig)`` pairs that can train
+    together (one epoch count, ``epochs`` if given, and one batch size)."""
+    if (
+        isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs
+        or not all(isinstance(run, (tuple, list)) and len(run) == 2 and isinstance(run[1], RunConfig)
+                   for run in runs)
+    ):  # fmt: skip
+        raise InvalidValue(
+            "runs", f"must be a non-empty list of (label, RunConfig) pairs such as "
+            f"runs.COURSE_RUNS, got {runs!r}"
+        )
+    methods, configs = (list(column) for column in zip(*runs, strict=True))
+    if epochs is not None:
+        configs = [config._replace(epochs=epochs) for config in configs]
+    for config in configs:
+        config.check()
+    if len({(c.epochs, c.mini_batch_size) for c in configs}) > 1:
+        raise InvalidValue("runs", "must share epochs and mini_batch_size to train together")
+    return methods, configs
+
+
 def compare_seeds(
     seeds: Sequence[int],
     runs: Sequence[tuple[str, RunConfig]] = COURSE_RUNS,
@@ -96,22 +118,7 @@ def compare_seeds(
       runtime.Stopped: a signal stopped the runs.
       train.DivergenceError: a run diverged in the course's randomness.
     """
-    if (
-        isinstance(runs, (str, bytes)) or not isinstance(runs, Sequence) or not runs
-        or not all(isinstance(run, (tuple, list)) and len(run) == 2 and isinstance(run[1], RunConfig)
-                   for run in runs)
-    ):  # fmt: skip
-        raise InvalidValue(
-            "runs", f"must be a non-empty list of (label, RunConfig) pairs such as "
-            f"runs.COURSE_RUNS, got {runs!r}"
-        )
-    methods, configs = (list(column) for column in zip(*runs, strict=True))
-    if epochs is not None:
-        configs = [config._replace(epochs=epochs) for config in configs]
-    for config in configs:
-        config.check()
-    if len({(c.epochs, c.mini_batch_size) for c in configs}) > 1:
-        raise InvalidValue("runs", "must share epochs and mini_batch_size to train together")
+    methods, configs = _labelled_runs(runs, epochs)
     epochs = configs[0].epochs
     seeds = engine.check_seeds(seeds, most=seeds_that_fit(len(configs), epochs), distinct=True)
     m = data.load_moons()[0].shape[1]
