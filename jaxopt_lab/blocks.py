@@ -125,7 +125,7 @@ def to_host(x: jax.Array) -> np.ndarray:
 
 
 @functools.cache
-def block_program(program: train.Program, layers: tuple, m: int, mesh: Mesh, shard_seeds: bool):
+def block_program(program: train.Program, layers: tuple, mesh: Mesh, shard_seeds: bool):
     """The jitted program of one block's chunk, cached across calls and grid sizes.
 
     ``(state, numbers, seeds, XY, epochs, last) -> (state, costs, results)``: on a block's first
@@ -155,13 +155,10 @@ def block_program(program: train.Program, layers: tuple, m: int, mesh: Mesh, sha
         )
         return params, state
 
-    # The inner vmap shares the seed's shuffles (perms) across its configurations.
+    # The inner vmap shares the seed's key across its configurations: each epoch's order is drawn
+    # once a seed, not once a run.
     run_configs = jax.vmap(functools.partial(train.run_chunk, program), in_axes=(0, 0, None, None, None))
-
-    def chunk_one_seed(carry, numbers, XY, key, epochs):
-        return run_configs(carry, numbers, XY, key, epochs)  # each epoch's order drawn once a seed
-
-    chunk_seeds = jax.vmap(chunk_one_seed, in_axes=(0, None, None, 0, None))
+    chunk_seeds = jax.vmap(run_configs, in_axes=(0, None, None, 0, None))
 
     def correct(params, XY):
         return jnp.sum(model.predict(params, XY[:-1]) == XY[-1:], dtype=jnp.int32)

@@ -337,7 +337,6 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     devices = list(plan.mesh.devices.flat)
     dtype = jnp.result_type(float)
     XY_host = np.concatenate([np.asarray(X, dtype), np.asarray(Y, dtype)], axis=0)
-    m = XY_host.shape[1]
     numbers, structure, first = grids.grid_numbers(factory, name, grid)
     n_seeds, n_configs = len(seeds), math.prod(len(v) for v in grid.values())
     per_device = plan.block_runs or blocks.runs_per_block(plan.layers, plan.mini_batch_size,
@@ -345,7 +344,7 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     cut = blocks.plan_blocks(n_seeds, n_configs, len(devices), per_device)
     length = _chunk_length(plan, cut.seeds * cut.configs // len(devices))
     program = train.Program(structure, train.layout_of(first), plan.mini_batch_size, length)
-    compiled = blocks.block_program(program, plan.layers, m, plan.mesh, cut.shard_seeds)
+    compiled = blocks.block_program(program, plan.layers, plan.mesh, cut.shard_seeds)
     measured = _run_blocks(plan, compiled, cut, XY_host, (seeds, n_configs, numbers), length,
                            progress, on_chunk)  # fmt: skip
 
