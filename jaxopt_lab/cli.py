@@ -17,7 +17,7 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +194,16 @@ def _writable(name: str, directory: Path | None) -> None:
             raise InvalidValue(name, f"{directory}: cannot write there ({error.strerror})") from None
 
 
+def write_results(args: argparse.Namespace, command: str, write: Callable[[Path], object]) -> None:
+    """With --out, ``write(folder)`` into a staged result set that replaces the folder's previous
+    set whole (:func:`result_sets.result_set`): a stop at any moment leaves one set or the other."""
+    if args.out is not None:
+        from jaxopt_lab import result_sets
+
+        with result_sets.result_set(args.out, command) as folder:
+            write(folder)
+
+
 # ---------------------------------------------------------------------------------------------
 # The commands
 # ---------------------------------------------------------------------------------------------
@@ -236,8 +246,7 @@ def run_train(args: argparse.Namespace) -> int:
     X, Y = data.load_moons()
     accuracy = runs.accuracy_of(result.params, X, Y)
     print("Accuracy: " + str(accuracy))
-    if args.out is not None:
-        results.write_run(args.out, config, result, accuracy)
+    write_results(args, "train", lambda out: results.write_run(out, config, result, accuracy))
     return 0
 
 
@@ -260,8 +269,7 @@ def run_compare(args: argparse.Namespace) -> int:
     print(runs.compare_table(rows))
     print(f"{len(rows)} runs in {seconds:.2f} s ({runtime.environment()['float']}, "
           f"{jax.default_backend()})")  # fmt: skip
-    if args.out is not None:
-        results.write_comparison(args.out, rows, fitted, seconds)
+    write_results(args, "compare", lambda out: results.write_comparison(out, rows, fitted, seconds))
     return 0
 
 
@@ -280,8 +288,7 @@ def run_many(args: argparse.Namespace, desc: str, epochs: int, work, report, wri
     seconds = time.perf_counter() - start
     print(f"{report(result)}\nin {seconds:.2f} s ({runtime.environment()['float']}, "
           f"{len(jax.devices())} {jax.default_backend()} device(s))")  # fmt: skip
-    if args.out is not None:
-        write(args.out, result, seconds)
+    write_results(args, desc, lambda out: write(out, result, seconds))
     return 0
 
 
@@ -307,7 +314,9 @@ def run_paths(args: argparse.Namespace) -> int:
     start_up(args)
     from jaxopt_lab import plots
 
-    print(f"wrote {plots.save_png(plots.plot_paths(seed=args.noise_seed), args.out / 'paths.png')}")
+    write_results(args, "paths",
+                  lambda out: plots.save_png(plots.plot_paths(seed=args.noise_seed), out / "paths.png"))
+    print(f"wrote {args.out / 'paths.png'}")
     return 0
 
 
@@ -367,8 +376,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         setting = ", ".join(f"{k} {row[k]}" for k in table.grid)
         print(f"best: {setting}, seed {row['seed']}: accuracy {row['accuracy']!r}, "
               f"final cost {row['final_cost']:.6f}")  # fmt: skip
-    if args.out is not None:
-        results.write_sweep(args.out, base, table, seconds, devices)
+    write_results(args, "sweep", lambda out: results.write_sweep(out, base, table, seconds, devices))
     return 0
 
 

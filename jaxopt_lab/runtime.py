@@ -24,6 +24,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import tempfile
@@ -272,7 +273,8 @@ def environment() -> dict[str, str]:
 TEMP_PREFIX = ".tmp-"  # temporary files; never taken for results or checkpoints
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make a folder's renames durable (as far as the platform lets a folder be synced)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:  # some platforms cannot open a directory; the rename is still atomic
@@ -320,7 +322,7 @@ def _write_then_rename(path: Path, write) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
     return path
 
 
@@ -406,6 +408,8 @@ def stop_on_signals(say: Callable[[str], None]) -> Iterator[None]:
 
     def stop(signum, frame):
         del frame
+        for path in list(_REMOVED_ON_STOP):
+            shutil.rmtree(path, ignore_errors=True)
         say(f"{signal.Signals(signum).name}: stopped")
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
@@ -414,6 +418,20 @@ def stop_on_signals(say: Callable[[str], None]) -> Iterator[None]:
 
     with _handlers(stop):
         yield
+
+
+_REMOVED_ON_STOP: set[Path] = set()  # folders a stop removes before the process ends
+
+
+@contextlib.contextmanager
+def removed_on_stop(folder: Path) -> Iterator[Path]:
+    """Inside the block, a stop that ends the process (:func:`stop_on_signals`) first removes
+    ``folder`` (a staging folder no one should find half-written)."""
+    _REMOVED_ON_STOP.add(folder)
+    try:
+        yield folder
+    finally:
+        _REMOVED_ON_STOP.discard(folder)
 
 
 class StopRequests:
