@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -36,8 +37,19 @@ DPI = 100
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG, atomically (creating the parent folder), and return the path."""
-    return runtime.atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight"))
+    """Write ``fig`` as a PNG, atomically (creating the parent folder), and return the path.
+
+    Axes that reach the ends of the float range (learning rates of 1e300, a cost of 1e38) make
+    matplotlib's tick placement overflow while it renders: the picture is right, and the
+    floating-point warnings of that arithmetic are not shown (a command's stderr carries only its
+    own lines)."""
+
+    def render(f) -> None:
+        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"matplotlib\.")
+            fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
+
+    return runtime.atomic_write(path, render)
 
 
 # ---------------------------------------------------------------------------------------------

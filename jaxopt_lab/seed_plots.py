@@ -106,6 +106,11 @@ def plot_cost_bands(
     return fig
 
 
+def _any_positive(arrays) -> bool:
+    """Whether any of the arrays holds a finite value above zero (a log axis can show it)."""
+    return any(np.any(np.asarray(a, np.float64) > 0) for a in arrays)  # NaN > 0 is False
+
+
 LR_COLORS = {"gd": "#444444", "momentum": "#e07a1f", "rmsprop": "#2a9d8f", "adam": "#7b2cbf"}
 
 
@@ -147,7 +152,8 @@ def plot_lr_curves(
             ax.annotate(label, (rate, 0.02), xycoords=("data", "axes fraction"), rotation=90,
                         ha="right", va="bottom", fontsize=7, color="#666666")  # fmt: skip
         ax.set(xscale="log", xlabel="learning rate", ylabel=metric.replace("_", " "))
-        if metric == "final_cost":  # a saturated network's cost runs into the hundreds
+        # a saturated network's cost runs into the hundreds: a log axis, where any cost is there
+        if metric == "final_cost" and _any_positive(c[metric]["p50"] for c in curves.values()):
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))

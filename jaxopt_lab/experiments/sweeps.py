@@ -11,7 +11,7 @@ import optax
 
 from jaxopt_lab import data, engine, optimizers
 from jaxopt_lab.config import LAYERS_DIMS, RunConfig
-from jaxopt_lab.settings import factory_settings
+from jaxopt_lab.settings import InvalidValue, factory_settings
 from jaxopt_lab.table import RunTable, best_row
 
 
@@ -31,7 +31,7 @@ def sweep_grid(optimizer: str, values: Mapping[str, Sequence[Any]]) -> dict[str,
       values: candidate values per :class:`RunConfig` field (others are ignored).
     """
     names = sweep_axes(optimizer)
-    if any(decay != "none" for decay in values["decay"]):
+    if any(decay != "none" for decay in values.get("decay", ["none"])):
         names += ("decay", "decay_rate")
     return {name: list(dict.fromkeys(values[name])) for name in names}
 
@@ -59,8 +59,9 @@ def sweep_table(
     the results as columns (:class:`RunTable`), settings named by
     ``RunConfig`` fields, ``optimizer`` set to ``base.optimizer``.
 
-    The grid is :func:`sweep_grid` of ``values`` (lists per :class:`RunConfig` field); epochs,
-    batch size and interval come from ``base``. Runs on every device of every process, block by
+    The grid is :func:`sweep_grid` of ``values`` (lists per :class:`RunConfig` field; a field
+    left out takes ``base``'s value, a name that is no field is refused); epochs, batch size and
+    interval come from ``base``. Runs on every device of every process, block by
     block (:func:`engine.train_grid`); in a multi-process sweep a lost peer stops this
     process at the next chunk boundary (:class:`distributed.DistributedError`), and so does a
     signal (:class:`runtime.Stopped`). A grid whose results would not fit in memory is refused
@@ -71,6 +72,10 @@ def sweep_table(
       block_runs: runs per device per block (default: sized to the cache).
       as_rows: the caller will turn every run into a dict (counted in the memory check).
     """
+    unknown = sorted(set(values) - set(RunConfig._fields))
+    if unknown:
+        raise InvalidValue("values", f"names no RunConfig field: {', '.join(map(repr, unknown))}")
+    values = {name: [getattr(base, name)] for name in RunConfig._fields} | dict(values)
     X, Y = data.load_moons()
     table = engine.train_grid(
         X, Y, LAYERS_DIMS, [(sweep_factory(base, X.shape[1]), sweep_grid(base.optimizer, values))],
