@@ -310,7 +310,7 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     lines += ["", f"commit `{m['commit']}`"
               + (" (package with uncommitted changes)" if m["package_uncommitted"] else "")
-              + f", {m['device_count']} CPU devices, {m['cpu']}"]  # fmt: skip
+              + f", {m['device_count']} {m['backend']} devices ({m['device_kind']}), {m['cpu']}"]  # fmt: skip
     return "\n".join(lines)
 
 

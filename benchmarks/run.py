@@ -96,7 +96,9 @@ def median_seconds(runner: contenders.Runner, runs: int) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def contender_rows(work: contenders.Work, runs: int, pick: int, device: str) -> list[dict]:
+def contender_rows(
+    work: contenders.Work, runs: int, pick: int, device: str, paired_rounds: int
+) -> list[dict]:
     """Every contender on the course's work, in JAX's current float dtype, against NumPy float64."""
     dtype = contenders.jax_dtype_name()
     runners = [contenders.make_numpy(work, "float64")]
@@ -137,7 +139,6 @@ def contender_rows(work: contenders.Work, runs: int, pick: int, device: str) -> 
 
     fused = [r for r in runners if r.name.startswith("fused")]
     paired = {r.name: [] for r in fused}
-    paired_rounds = PAIRED_ROUNDS[pick]
     for i in range(paired_rounds):
         order = fused if i % 2 == 0 else fused[::-1]  # alternate who goes first
         for runner in order:
@@ -307,6 +308,7 @@ def run_float64_child(args: argparse.Namespace) -> list[dict]:
         rows_file = Path(tmp) / "rows.json"
         command = [sys.executable, str(Path(__file__).resolve()), "--float64-rows", str(rows_file)]
         command += ["--device", args.device, "--runs", str(args.runs)]
+        command += ["--paired-rounds", str(args.paired_rounds)]
         command += ["--quick"] if args.quick else []
         env = {**os.environ, "JAX_ENABLE_X64": "1"}
         subprocess.run(command, env=env, check=True)
@@ -322,6 +324,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--runs", type=int, default=None, help="timed runs per contender (5, quick 3)"
     )
     parser.add_argument(
+        "--paired-rounds", type=int, default=None, metavar="N",
+        help="interleaved hand-rolled/Optax rounds for their time ratio (40, quick 3)",
+    )  # fmt: skip
+    parser.add_argument(
         "--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
         help="what to run (default: all); 'float64' re-runs the contenders under x64",
     )  # fmt: skip
@@ -334,6 +340,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.runs is None:
         args.runs = 3 if args.quick else 5
+    if args.paired_rounds is None:
+        args.paired_rounds = PAIRED_ROUNDS[1 if args.quick else 0]
     return args
 
 
@@ -349,14 +357,14 @@ def main(argv: list[str] | None = None) -> dict:
     work = contenders.Work(X, Y, COURSE_LAYERS, EPOCHS[pick])
 
     if args.float64_rows is not None:  # the child: float64 contenders only
-        rows = contender_rows(work, args.runs, pick, args.device)
+        rows = contender_rows(work, args.runs, pick, args.device, args.paired_rounds)
         args.float64_rows.write_text(json.dumps(rows))
         return {"rows": rows}
 
     rows = []
     if "contenders" in args.sections:
         print(f"contenders, float32, {work.num_epochs} epochs ...", flush=True)
-        rows += contender_rows(work, args.runs, pick, args.device)
+        rows += contender_rows(work, args.runs, pick, args.device, args.paired_rounds)
     if "float64" in args.sections:
         print("contenders, float64 (child process) ...", flush=True)
         rows += run_float64_child(args)
@@ -377,6 +385,7 @@ def main(argv: list[str] | None = None) -> dict:
             "quick": args.quick,
             "device": args.device,
             "runs": args.runs,
+            "paired_rounds": args.paired_rounds,
             "sections": args.sections,
             "layers": list(COURSE_LAYERS),
             "learning_rate": work.learning_rate,

@@ -58,7 +58,8 @@ def _finish(process: subprocess.Popen) -> str:
 def processes():
     with tempfile.TemporaryDirectory() as out:
         quick = _start(
-            [str(RUN), "--quick", "--sections", "contenders", "--runs", "1", "--out", out]
+            [str(RUN), "--quick", "--sections", "contenders", "--runs", "1", "--paired-rounds", "2",
+             "--out", out]  # fmt: skip
         )
         same = _start(["-c", _SAME_COSTS], JAX_ENABLE_X64="1", PYTHONPATH=str(REPO_ROOT))
         engine = _start([str(ENGINE), "--quick", "--sections", "engine", "--repeats", "1",
@@ -91,7 +92,7 @@ def test_quick_run_writes_every_contender(processes):
         # Same init, shuffles and Adam: float32 costs stay close to NumPy's float64 ones.
         assert row["max_abs_cost_diff_vs_numpy"] < 1e-3, row
     (ratio,) = [r for r in result["rows"] if r["section"] == "hand_vs_optax"]
-    assert ratio["time_ratio"] > 0
+    assert ratio["time_ratio"] > 0 and ratio["rounds"] == 2  # --paired-rounds
     assert "## Contenders" in (out / "bench.md").read_text()
     assert (out / "contenders.png").stat().st_size > 0
 
@@ -115,6 +116,7 @@ def test_engine_quick_run_reports_the_rates_and_their_fractions(processes):
         assert math.isfinite(fraction) and fraction > 0, (name, fraction)
     assert math.isfinite(engine["plain"]["final_loss_mean"])
     assert "plain vmapped step (the yardstick)" in table
+    assert f"{os.cpu_count()} cpu devices (cpu)" in table  # the backend measured, named
 
 
 def _engine_module():
