@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from jaxopt_lab.seed_plots import plot_cost_bands as plot_cost_bands
 from jaxopt_lab.seed_plots import plot_lr_curves as plot_lr_curves
 from jaxopt_lab.seed_plots import plot_seed_distributions as plot_seed_distributions
 from jaxopt_lab.sweep_plots import TICKS as TICKS
+from jaxopt_lab.sweep_plots import float_ends_quiet as float_ends_quiet
 from jaxopt_lab.sweep_plots import plot_sweep as plot_sweep
 
 # Class 0 / class 1: the same two colours for the points and the regions they are predicted in.
@@ -37,17 +37,12 @@ DPI = 100
 
 
 def save_png(fig: Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG, atomically (creating the parent folder), and return the path.
+    """Write ``fig`` as a PNG, atomically (creating the parent folder), and return the path
+    (quiet at the float range's ends: :func:`float_ends_quiet`)."""
 
-    Axes that reach the ends of the float range (learning rates of 1e300, a cost of 1e38) make
-    matplotlib's tick placement overflow while it renders: the picture is right, and the
-    floating-point warnings of that arithmetic are not shown (a command's stderr carries only its
-    own lines)."""
-
+    @float_ends_quiet()
     def render(f) -> None:
-        with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"matplotlib\.")
-            fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
+        fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight")
 
     return runtime.atomic_write(path, render)
 

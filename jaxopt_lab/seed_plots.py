@@ -15,9 +15,12 @@ import matplotlib.ticker
 import numpy as np
 from matplotlib.figure import Figure
 
+from jaxopt_lab.sweep_plots import float_ends_quiet
+
 SEED_COLOR, COURSE_COLOR = "#2e86ab", "#d1495b"
 
 
+@float_ends_quiet()
 def plot_seed_distributions(
     methods: Sequence[str],
     accuracy: np.ndarray,
@@ -66,6 +69,7 @@ def plot_seed_distributions(
     return fig
 
 
+@float_ends_quiet()
 def plot_cost_bands(
     methods: Sequence[str],
     quantiles: np.ndarray,
@@ -114,6 +118,7 @@ def _any_positive(arrays) -> bool:
 LR_COLORS = {"gd": "#444444", "momentum": "#e07a1f", "rmsprop": "#2a9d8f", "adam": "#7b2cbf"}
 
 
+@float_ends_quiet()
 def plot_lr_curves(
     curves: Mapping[str, Mapping], marks: Mapping[float, str] | None = None, *, title: str = ""
 ) -> Figure:

@@ -7,7 +7,9 @@ picture is computed over them (``np.unique``, ``np.bincount``), never row by row
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -21,6 +23,17 @@ METRICS = (("accuracy", "viridis"), ("final_cost", "viridis_r"))  # what a sweep
 LABELLED_CELLS = 144  # a heatmap writes mean ± std in its cells up to this many cells
 TICKS = 12  # tick labels per axis at most
 MARKED_POINTS = 2000  # diverged points marked one by one at most (evenly picked beyond)
+
+
+@contextlib.contextmanager
+def float_ends_quiet() -> Iterator[None]:
+    """Axes that reach the ends of the float range (learning rates of 1e300, a cost of 1e38) make
+    matplotlib's tick placement overflow while it lays out or renders: the picture is right, and
+    inside this block (a decorator too) the floating-point warnings of that arithmetic are not
+    shown, so that a command's stderr carries only its own lines."""
+    with warnings.catch_warnings(), np.errstate(over="ignore", invalid="ignore"):
+        warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"matplotlib\.")
+        yield
 
 
 def sweep_axes(rows: Sequence[Mapping]) -> list[str]:
@@ -91,6 +104,7 @@ def _ticks(ax: Axes, axis: str, values: list) -> None:
         ax.set_yticks(where, labels, fontsize=8)
 
 
+@float_ends_quiet()
 def plot_sweep(
     columns: Mapping[str, np.ndarray], axes: Sequence[str], *, title: str = "Sweep"
 ) -> Figure:
