@@ -221,14 +221,16 @@ def rmsprop(
     Args:
       learning_rate: a float, or a schedule ``step -> lr``.
       decay: decay of the squared-gradient average, in [0, 1).
-      eps: added to ``sqrt(s)`` (outside the root) to keep the division finite.
+      eps: added to ``sqrt(s)`` (outside the root) to keep the division finite: a normal
+        number above 0 (0, or a value the processor flushes to 0, makes 0/0 where a gradient
+        entry is 0).
 
     Returns:
       An ``optax.GradientTransformation``.
 
     Example:
       >>> import jax.numpy as jnp
-      >>> opt = rmsprop(0.01, decay=0.9, eps=0.0)
+      >>> opt = rmsprop(0.01, decay=0.9, eps=1e-8)
       >>> state = opt.init(jnp.zeros(1))
       >>> updates, state = opt.update(jnp.full(1, 2.0), state)
       >>> round(float(updates[0]), 6)   # -0.01 * 2 / sqrt(0.1 * 4)

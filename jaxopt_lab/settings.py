@@ -73,6 +73,7 @@ class Setting(NamedTuple):
     library: tuple[str, ...] = ()  # the library's spellings, where they differ from ``name``
     flag: str | None = None  # the command's flag, where it is not ``--name-with-dashes``
     metavar: str | None = None
+    normal: bool = False  # a float that must be a normal number of the run's float, never 0
 
     @property
     def option(self) -> str:
@@ -97,8 +98,9 @@ RUN_SETTINGS: tuple[Setting, ...] = (  # what a training run is: runs.RunConfig'
             library=("b1",)),
     Setting("beta2", "float", 0.999, "Adam's second-moment decay", low=0.0, high=1.0,
             library=("b2",)),
-    Setting("epsilon", "float", 1e-8, "Adam's and RMSprop's epsilon, outside the square root",
-            low=0.0, library=("eps",)),
+    Setting("epsilon", "float", 1e-8,
+            "Adam's and RMSprop's epsilon, outside the square root; above 0 (a gradient entry of "
+            "0 would make 0/0)", low=0.0, low_open=True, library=("eps",), normal=True),
     Setting("decay", "choice", "none",
             "learning-rate decay: inverse-time is the course's update_lr, fixed-interval its "
             "schedule_lr_decay", choices=DECAYS),
@@ -272,6 +274,16 @@ def _check_float(s: Setting, name: str, value, dtype) -> None:
             "value that stays inside",
             setting=s.name,
         )
+    tiny = float(np.finfo(run).tiny)
+    if s.normal and np.any(rounded < tiny):
+        shown = value if values.ndim == 0 else values[rounded < tiny].tolist()
+        raise InvalidValue(
+            name,
+            f"must be at least {tiny!r}, {run.name}'s smallest normal number, got {shown!r}: "
+            "smaller values compute as 0 (processors flush them to zero), and a gradient entry "
+            "of 0 then makes 0/0",
+            setting=s.name,
+        )
 
 
 def _check_int(s: Setting, name: str, value) -> None:
@@ -324,7 +336,9 @@ def from_text(setting: str, text: str):
         raise refuse("expected a finite number")
     try:
         check(setting, value, dtype="float64")
-    except InvalidValue:
+    except InvalidValue as error:
+        if s.normal and _inside(s, np.float64(value)):  # in range, but not a normal number
+            raise InvalidValue(setting, error.reason) from None
         raise refuse(f"must be {in_words(s)}") from None
     return value
 

@@ -3,9 +3,10 @@ a TypeError from inside (issue 21, case 5: the exact inputs of the issue)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from jaxopt_lab import runs
+from jaxopt_lab import cli, runs, settings
 from jaxopt_lab.settings import InvalidValue
 
 
@@ -60,3 +61,28 @@ def test_train_run_refuses_an_empty_checkpoint_dir(tmp_path, monkeypatch):
     with pytest.raises(InvalidValue, match="empty path") as caught:
         runs.train_run(runs.RunConfig(epochs=2), checkpoint_dir="")
     assert caught.value.name == "checkpoint_dir" and list(tmp_path.iterdir()) == []
+
+
+# Case 4: an epsilon of 0 (or one the run's float makes 0) was accepted and reported as divergence.
+@pytest.mark.parametrize("epsilon", ["0", "-0.0", "1e-320", "1e-40"])
+@pytest.mark.parametrize("argv", [["train", "--optimizer", "adam"], ["train", "--optimizer", "rmsprop"],
+                                  ["sweep", "--optimizer", "adam"]])  # fmt: skip
+def test_an_epsilon_that_computes_as_zero_is_refused_not_called_divergence(argv, epsilon, capsys):
+    assert cli.main([*argv, "--epsilon", epsilon, "--epochs", "2", "--no-progress"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "--epsilon" in line and "diverged" not in line
+    if epsilon == "1e-40":  # above 0, but below float32's smallest normal number
+        assert "smallest normal number" in line and "0/0" in line
+
+
+def test_epsilon_s_floor_is_the_run_float_s_smallest_normal_number():
+    for dtype in (np.float32, np.float64):
+        tiny = float(np.finfo(dtype).tiny)
+        settings.check("epsilon", tiny, dtype=dtype)
+        with pytest.raises(InvalidValue, match="smallest normal number") as caught:
+            settings.check("epsilon", tiny / 4, dtype=dtype)
+        assert caught.value.name == "epsilon"
+    for config in (runs.RunConfig("adam", epsilon=0.0), runs.RunConfig("rmsprop", epsilon=0.0)):
+        with pytest.raises(InvalidValue) as caught:
+            config.check()
+        assert caught.value.name == "epsilon"

@@ -144,9 +144,10 @@ def test_factories_refuse_bad_hyperparameters_naming_them(name, make):
 
 
 def test_boundary_values_are_accepted():
-    # The edges of the documented ranges are legal: beta 0 is plain GD, eps 0, decay rate 0.
+    # The edges of the documented ranges are legal: beta 0 is plain GD, the smallest normal eps
+    # of the run's float, decay rate 0.
     optimizers.momentum(0.1, beta=0.0)
-    optimizers.adam(0.1, b1=0.0, b2=0.0, eps=0.0)
+    optimizers.adam(0.1, b1=0.0, b2=0.0, eps=float(np.finfo(np.float32).tiny))
     optimizers.adam(lambda step: 0.1)
     schedules.fixed_interval(0.1, 0.0, 1)
 
