@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxopt_lab import data, runtime, stats, train
+from jaxopt_lab import data, evidence, runtime, stats, train
 from jaxopt_lab.config import COURSE_RUNS, RunConfig
 from jaxopt_lab.experiments.compare import compare_table
 from jaxopt_lab.experiments.lr_find import LearningRateSearch, course_rates, lr_find_report
@@ -86,21 +86,42 @@ def write_comparison(
 
 
 def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: float) -> None:
-    """``compare_seeds.json`` (every run x seed row, the statistics, the paired wins, the cost
-    quantiles per epoch and the course's own runs; strict JSON), ``compare_seeds.md`` (the
-    tables), ``seeds_accuracy.png`` and ``seeds_cost_curves.png``."""
+    """``compare_seeds.json`` (every run x seed row, the statistics, the paired wins, the pairs'
+    evidence, the cost quantiles per epoch and the course's own runs; strict JSON),
+    ``compare_seeds.md`` (the tables), ``seeds_accuracy.png`` and ``seeds_cost_curves.png``."""
     from jaxopt_lab import plots
 
     quantiles = np.stack([stats.quantile_curves(run_costs) for run_costs in comparison.costs])
     runtime.write_json(out / "compare_seeds.json", {
         "seeds": comparison.seeds, "epochs": comparison.costs.shape[-1], "seconds": seconds,
         **runtime.environment(),
-        "statistics_over": "the seeds that did not diverge; ci95 is the 95% t interval of the mean",
+        "statistics_over": "the seeds that did not diverge; ci95 is the 95% t interval of the mean "
+                           "(whole: the printed table cuts it to what the metric can be); iqm is "
+                           "the mean of the middle half of the values (scipy.stats.trim_mean(x, "
+                           "0.25)); bootstrap holds percentile intervals of the mean, median and "
+                           "iqm (see bootstrap)",
+        "bootstrap": {
+            "method": "percentile", "confidence": stats.CONFIDENCE,
+            "resamples": evidence.RESAMPLES, "seed": evidence.SEED,
+            "means": evidence.method() + "; each resample draws the seeds with replacement as "
+                     "scipy.stats.bootstrap does with that generator",
+            "informative_from": evidence.MIN_VALUES,
+        },
         "statistics": comparison.statistics,
         "beats": {
             "means": "share of seeds on which the row's run is more accurate than the column's "
                      "(a diverged run loses); equal accuracies are ties, counted for neither",
             "methods": comparison.methods, "share": stats.json_numbers(comparison.beats),
+        },
+        "pairs": {
+            "means": "every two runs' accuracy on the same seeds: the first's wins, ties and "
+                     "losses (a diverged run loses to a finished one), the exact two-sided sign "
+                     "test p over wins and losses (ties left out), rliable's probability of "
+                     "improvement of the first over the second (every seed against every seed, "
+                     "ties as half) with its paired percentile bootstrap interval, and the mean "
+                     "difference first minus second over the seeds on which both finished with "
+                     "its paired percentile bootstrap interval",
+            "pairs": comparison.pairs,
         },
         "cost_quantiles": [
             {"method": method, **dict(zip(("p10", "p50", "p90"), stats.json_numbers(q), strict=True))}

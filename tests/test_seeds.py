@@ -9,16 +9,18 @@ at 5 learning rates). A sweep program takes seconds to compile; training these r
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
+import re
 import signal
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from jaxopt_lab import cli, data, runs, runtime, train
+from jaxopt_lab import cli, data, evidence, runs, runtime, train
 from jaxopt_lab.settings import InvalidValue
 
 SEEDS = 3
@@ -151,6 +153,47 @@ def test_statistics_are_numpy_s_and_scipy_s_from_the_rows(compared):
             assert ours == pytest.approx(
                 scipy_stats.percentileofscore(x, course[s["method"]][field], kind="mean")
             )
+
+
+def test_medians_iqms_and_bootstrap_intervals_are_scipy_s_from_the_rows(compared):
+    assert compared["bootstrap"]["resamples"] == evidence.RESAMPLES
+    assert compared["bootstrap"]["seed"] == evidence.SEED
+    assert compared["bootstrap"]["method"] == "percentile"
+    trim = functools.partial(scipy_stats.trim_mean, proportiontocut=0.25)
+    for s in compared["statistics"]:
+        for field in ("accuracy", "final_cost"):
+            x, summary = values(rows_of(compared, s["method"]), field), s[field]
+            assert summary["median"] == np.median(x)
+            assert summary["iqm"] == pytest.approx(trim(x), rel=1e-12)
+            for name, statistic in (("mean", np.mean), ("median", np.median), ("iqm", trim)):
+                theirs = scipy_stats.bootstrap(
+                    (x,), statistic, n_resamples=evidence.RESAMPLES, method="percentile",
+                    rng=np.random.default_rng(evidence.SEED),
+                ).confidence_interval  # fmt: skip
+                assert summary["bootstrap"][name] == pytest.approx([theirs.low, theirs.high],
+                                                                   rel=1e-12)  # fmt: skip
+
+
+def test_the_pairs_are_scipy_s_from_the_rows(compared, command_runs):
+    methods = compared["beats"]["methods"]
+    pairs = compared["pairs"]["pairs"]
+    assert len(pairs) == len(methods) * (len(methods) - 1) // 2
+    for pair in pairs:
+        x = values(rows_of(compared, pair["first"]), "accuracy")
+        y = values(rows_of(compared, pair["second"]), "accuracy")
+        wins, losses = int(np.sum(x > y)), int(np.sum(x < y))
+        assert (pair["wins"], pair["ties"], pair["losses"]) == (wins, SEEDS - wins - losses, losses)
+        expected_p = scipy_stats.binomtest(wins, wins + losses).pvalue if wins + losses else 1.0
+        assert pair["sign_test_p"] == pytest.approx(expected_p)
+        u = scipy_stats.mannwhitneyu(x, y).statistic
+        assert pair["probability_of_improvement"] == pytest.approx(u / SEEDS**2)
+        assert pair["mean_difference"] == pytest.approx(np.mean(x - y))
+    _, printed = command_runs
+    text = printed["compare"]
+    assert "| first vs second, accuracy on the same seeds | wins / ties / losses |" in text
+    # 3 seeds: no interval is printed, the values are
+    assert "Fewer than 5 finished seeds: intervals over so few values are not informative" in text
+    assert not re.search(r"\d to \d", text)
 
 
 def test_the_win_table_counts_the_rows_seed_by_seed(compared):

@@ -4,12 +4,13 @@ statistics over the seeds, the paired comparison, and their tables."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from jaxopt_lab import data, engine, stats
+from jaxopt_lab import data, engine, evidence, stats
 from jaxopt_lab.config import COURSE_RUNS, LAYERS_DIMS, RunConfig
 from jaxopt_lab.experiments.compare import compare, structures
 from jaxopt_lab.settings import InvalidValue
@@ -26,6 +27,7 @@ class SeedsComparison(NamedTuple):
     costs: np.ndarray  # shape=(runs, seeds, epochs), float: every epoch's cost, NaN once diverged
     statistics: list[dict]  # one per run
     beats: np.ndarray  # shape=(runs, runs): share of seeds on which run i is more accurate than j
+    pairs: list[dict]  # evidence.pairwise of the accuracy, "first"/"second" the runs' labels
     course: list[dict]  # :func:`compare`'s rows: the same runs in the course's randomness
     course_costs: list[np.ndarray]  # the course runs' cost per epoch
 
@@ -90,11 +92,15 @@ def compare_seeds(
     gives the course's own value for every distribution.
 
     Per run, the statistics are over the seeds that did not diverge (see :mod:`jaxopt_lab.stats`):
-    mean, standard deviation and 95% t interval of the accuracy and of the final cost, the share
-    of seeds that diverged, and the percentile of the course's run in each distribution. Between
-    runs, ``beats[i, j]`` is the share of seeds on which run ``i`` reaches a higher accuracy than
-    run ``j`` (:func:`jaxopt_lab.stats.beats`): the same seed means the same initial parameters
-    and shuffles, so it is a paired comparison.
+    mean, standard deviation and 95% t interval of the accuracy and of the final cost, their
+    median and interquartile mean, percentile bootstrap intervals of mean, median and IQM
+    (:mod:`jaxopt_lab.evidence`), the share of seeds that diverged, and the percentile of the
+    course's run in each distribution. Between runs, ``beats[i, j]`` is the share of seeds on
+    which run ``i`` reaches a higher accuracy than run ``j`` (:func:`jaxopt_lab.stats.beats`):
+    the same seed means the same initial parameters and shuffles, so it is a paired comparison;
+    ``pairs`` holds, for every two runs, the wins, ties and losses, the sign test, the
+    probability of improvement and the mean difference with their bootstrap intervals
+    (:func:`jaxopt_lab.evidence.pairwise`).
 
     Args:
       seeds: distinct JAX seeds, e.g. ``range(100)``.
@@ -108,7 +114,8 @@ def compare_seeds(
       A :class:`SeedsComparison`. Its rows: ``method``, ``optimizer``, ``decay``,
       ``learning_rate``, ``seed``, ``diverged_at_epoch``, ``final_cost`` and ``accuracy`` (both
       None for a diverged run). Its statistics per run: ``method``, ``seeds``, ``diverged``,
-      ``accuracy`` and ``final_cost`` (``stats.summary``: ``n``, ``mean``, ``std``, ``ci95``) and
+      ``accuracy`` and ``final_cost`` (``stats.summary``: ``n``, ``mean``, ``std``, ``ci95``;
+      ``evidence.locations``: ``median``, ``iqm``, ``bootstrap``) and
       ``course`` (``accuracy``, ``final_cost``, ``accuracy_percentile``,
       ``final_cost_percentile``).
 
@@ -132,51 +139,123 @@ def compare_seeds(
     )
     rows, costs = _seed_runs(methods, configs, optimizers_, seeds,
                              engine.shifted(progress, course_epochs, total))  # fmt: skip
-    comparison = SeedsComparison(
-        methods, configs, seeds.tolist(), rows, costs, [], np.zeros(0), course_rows,
-        [fit.costs for fit in course_fits],
-    )  # fmt: skip
+    return with_statistics(SeedsComparison(
+        methods, configs, seeds.tolist(), rows, costs, statistics=[], beats=np.zeros(0), pairs=[],
+        course=course_rows, course_costs=[fit.costs for fit in course_fits],
+    ))  # fmt: skip
+
+
+def with_statistics(comparison: SeedsComparison) -> SeedsComparison:
+    """The comparison with its ``statistics``, ``beats`` and ``pairs`` computed from its rows and
+    its course rows (what :func:`compare_seeds` does last; any rows of that shape will do)."""
     accuracy, final_cost = comparison.accuracy, comparison.final_cost
-    statistics = _statistics(methods, len(seeds), course_rows, accuracy, final_cost)
-    return comparison._replace(statistics=statistics, beats=stats.beats(accuracy))
+    statistics = _statistics(comparison.methods, len(comparison.seeds), comparison.course,
+                             accuracy, final_cost)  # fmt: skip
+    pairs = [
+        {**pair, "first": comparison.methods[pair["first"]],
+         "second": comparison.methods[pair["second"]]}
+        for pair in evidence.pairwise(accuracy)
+    ]  # fmt: skip
+    return comparison._replace(statistics=statistics, beats=stats.beats(accuracy), pairs=pairs)
+
+
+# What each metric can be: a printed t interval stops there (the bootstrap's never leave the values)
+RANGES = {"accuracy": (0.0, 1.0), "final_cost": (0.0, math.inf)}
+METRICS = (("accuracy", "accuracy", 3), ("final_cost", "final cost", 4))  # field, label, digits
 
 
 def seeds_table(comparison: SeedsComparison) -> str:
-    """Per run: accuracy and final cost over the seeds (mean ± std, 95% t interval), the share
-    that diverged, and the course's run with its percentile; Markdown, readable as text."""
+    """Per run, one table for the accuracy and one for the final cost over the seeds: mean ±
+    std, the 95% t interval and the percentile bootstrap interval of the mean, the median and
+    the IQM with their bootstrap intervals, the share that diverged, and the course's run with
+    its percentile; then how the intervals are made and, for a run with fewer than
+    :data:`evidence.MIN_VALUES` finished seeds, that its intervals are not informative (not
+    shown) and its values. Markdown, readable as text.
 
-    def interval(summary: dict, digits: int) -> str:
-        if summary["ci95"] is None:
-            return "-"
-        low, high = summary["ci95"]
-        return f"{low:.{digits}f} to {high:.{digits}f}"
+    A t interval that reaches past what the metric can be (:data:`RANGES`) is printed cut there
+    and marked; the JSON keeps it whole.
+    """
+    tables = "\n\n".join(_metric_table(comparison, *metric) for metric in METRICS)
+    return "\n\n".join([tables, _interval_note(), *_few_values_note(comparison)])
 
-    def spread(summary: dict, digits: int) -> str:
-        if summary["mean"] is None:
-            return "-"
-        std = "" if summary["std"] is None else f" ± {summary['std']:.{digits}f}"
-        return f"{summary['mean']:.{digits}f}{std}"
+
+def _metric_table(comparison: SeedsComparison, field: str, label: str, digits: int) -> str:
+    low, high = RANGES[field]
+    cut = False
+
+    def number(value: float) -> str:
+        return f"{value:.{digits}f}"
+
+    def span(interval) -> str:
+        return "-" if interval is None else f"{number(interval[0])} to {number(interval[1])}"
 
     lines = [
-        f"| method | accuracy, mean ± std over {len(comparison.seeds)} seeds | 95% interval (t) "
-        "| final cost, mean ± std | 95% interval (t) | diverged | course: accuracy (percentile) "
-        "| course: final cost (percentile) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| method | {label}, mean ± std over {len(comparison.seeds)} seeds | 95% interval of "
+        f"the mean (t) | 95% interval of the mean (bootstrap) | median (95% bootstrap) | IQM (95% "
+        f"bootstrap) | diverged | course: {label} (percentile) |",
+        "|---|" + "---:|" * 7,
     ]
     for s in comparison.statistics:
-        course = s["course"]
-
-        def at(value, percentile, digits):
-            shown = "-" if percentile is None else f"{percentile:.0f}"
-            return f"{value:.{digits}f} ({shown})"
-
+        summary, course = s[field], s["course"]
+        shown = summary["n"] >= evidence.MIN_VALUES  # fewer values: the intervals say nothing
+        boot = summary["bootstrap"] if shown else dict.fromkeys(summary["bootstrap"])
+        t = summary["ci95"] if shown else None
+        t_cell = span(t)
+        if t is not None and (t[0] < low or t[1] > high):
+            t_cell, cut = f"{span([max(t[0], low), min(t[1], high)])} (cut)", True
+        located = {  # the value, and its interval where there is one
+            name: "-" if summary[name] is None else number(summary[name])
+            + ("" if boot[name] is None else f" ({span(boot[name])})")
+            for name in ("median", "iqm")
+        }
+        percentile = course[f"{field}_percentile"]
         lines.append(
-            f"| {s['method']} | {spread(s['accuracy'], 3)} | {interval(s['accuracy'], 3)} "
-            f"| {spread(s['final_cost'], 4)} | {interval(s['final_cost'], 4)} "
-            f"| {s['diverged']:.0%} | {at(course['accuracy'], course['accuracy_percentile'], 3)} "
-            f"| {at(course['final_cost'], course['final_cost_percentile'], 4)} |"
+            f"| {s['method']} | {_spread(summary, digits)} | {t_cell} | {span(boot['mean'])} "
+            f"| {located['median']} | {located['iqm']} | {s['diverged']:.0%} "
+            f"| {number(course[field])} ({'-' if percentile is None else f'{percentile:.0f}'}) |"
         )
+    if cut:
+        can_be = "0 to 1" if high == 1 else "at least 0"
+        lines.append(f"\n(cut): the t interval reaches past what the {label} can be ({can_be}); "
+                     "printed cut there.")  # fmt: skip
     return "\n".join(lines)
+
+
+def _spread(summary: dict, digits: int) -> str:
+    if summary["mean"] is None:
+        return "-"
+    std = "" if summary["std"] is None else f" ± {summary['std']:.{digits}f}"
+    return f"{summary['mean']:.{digits}f}{std}"
+
+
+def _interval_note() -> str:
+    return (
+        "Over the seeds that finished. t: Student's t interval of the mean. Bootstrap: "
+        f"{evidence.method()}; the IQM is the mean of the middle half of the values (a quarter "
+        "cut at each end)."
+    )
+
+
+def _few_values_note(comparison: SeedsComparison) -> list[str]:
+    """For the runs with too few finished seeds for an interval: that, and their values."""
+    few = [i for i, s in enumerate(comparison.statistics)
+           if s["accuracy"]["n"] < evidence.MIN_VALUES]  # fmt: skip
+    if not few:
+        return []
+    accuracy, final_cost = comparison.accuracy, comparison.final_cost
+
+    def value(a: float, c: float) -> str:
+        return "diverged" if np.isnan(a) else f"{a:.3f} / {c:.4f}"
+
+    return [
+        f"Fewer than {evidence.MIN_VALUES} finished seeds: intervals over so few values are not "
+        "informative and are not shown (-). The values, seed by seed (accuracy / final cost):\n"
+        + "\n".join(
+            f"- {comparison.methods[i]}: "
+            + ", ".join(value(a, c) for a, c in zip(accuracy[i], final_cost[i], strict=True))
+            for i in few
+        )
+    ]
 
 
 def beats_table(comparison: SeedsComparison) -> str:
@@ -194,12 +273,48 @@ def beats_table(comparison: SeedsComparison) -> str:
     return "\n".join(lines)
 
 
+def pairs_table(comparison: SeedsComparison) -> str:
+    """Every two runs' accuracy on the same seeds, as a Markdown table with a note: wins, ties
+    and losses of the first run, the sign test, rliable's probability of improvement (ties as
+    half) and the mean difference, with percentile bootstrap intervals from
+    :data:`evidence.MIN_VALUES` seeds on (:func:`jaxopt_lab.evidence.paired`)."""
+    lines = [
+        "| first vs second, accuracy on the same seeds | wins / ties / losses | sign test p | "
+        "P(first better), ties as half (95% bootstrap) | mean difference (95% paired bootstrap) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+
+    def shown(value: float, interval, values: int, form: str) -> str:
+        if interval is None or values < evidence.MIN_VALUES:
+            return format(value, form)
+        return f"{value:{form}} ({interval[0]:{form}} to {interval[1]:{form}})"
+
+    for p in comparison.pairs:
+        better = shown(p["probability_of_improvement"], p["probability_interval"], p["seeds"],
+                       ".3f")  # fmt: skip
+        difference = "-" if p["mean_difference"] is None else shown(
+            p["mean_difference"], p["difference_interval"], p["both_finished"], "+.3f")
+        lines.append(
+            f"| {p['first']} vs {p['second']} | {p['wins']} / {p['ties']} / {p['losses']} "
+            f"| {p['sign_test_p']:.3g} | {better} | {difference} |"
+        )
+    return "\n".join(lines) + (
+        "\n\nSeed by seed the first run wins (a higher accuracy), ties or loses; a diverged run "
+        "loses to a finished one. Sign test: exact, two-sided, wins against losses, ties left out. "
+        "P(first better): rliable's probability of improvement, every seed of the first run "
+        "against every seed of the second, ties counted as half; its bootstrap resamples seeds "
+        "with both runs' results together. Mean difference: first minus second, over the seeds on "
+        f"which both finished. Intervals from {evidence.MIN_VALUES} seeds on: {evidence.method()}."
+    )
+
+
 def seeds_report(comparison: SeedsComparison) -> str:
-    """What ``jaxopt-lab compare --seeds N`` prints: :func:`seeds_table`, :func:`beats_table`."""
+    """What ``jaxopt-lab compare --seeds N`` prints: :func:`seeds_table`, :func:`beats_table`,
+    :func:`pairs_table`."""
     runs, seeds = len(comparison.methods), len(comparison.seeds)
     return (
-        f"{seeds_table(comparison)}\n\n{beats_table(comparison)}\n\n{runs * seeds} runs "
-        f"({runs} x {seeds} seeds) and the course's own {runs}"
+        f"{seeds_table(comparison)}\n\n{beats_table(comparison)}\n\n{pairs_table(comparison)}"
+        f"\n\n{runs * seeds} runs ({runs} x {seeds} seeds) and the course's own {runs}"
     )
 
 
@@ -207,13 +322,15 @@ def seeds_report(comparison: SeedsComparison) -> str:
 
 def _statistics(methods, n_seeds, course_rows, accuracy, final_cost) -> list[dict]:
     """Per run: the distributions over the seeds and where the course's run falls in them."""
+    located = {"accuracy": evidence.locations_of(accuracy),
+               "final_cost": evidence.locations_of(final_cost)}  # fmt: skip
     return [
         {
             "method": methods[i],
             "seeds": n_seeds,
             "diverged": float(np.mean(np.isnan(accuracy[i]))),
-            "accuracy": stats.summary(accuracy[i]),
-            "final_cost": stats.summary(final_cost[i]),
+            "accuracy": {**stats.summary(accuracy[i]), **located["accuracy"][i]},
+            "final_cost": {**stats.summary(final_cost[i]), **located["final_cost"][i]},
             "course": {
                 "accuracy": course["accuracy"],
                 "final_cost": course["final_cost"],
