@@ -19,6 +19,7 @@ from jaxopt_lab.config import COURSE_RUNS, RunConfig
 from jaxopt_lab.experiments.compare import compare_table
 from jaxopt_lab.experiments.lr_find import LearningRateSearch, course_rates, lr_find_report
 from jaxopt_lab.experiments.seeds import SeedsComparison, seeds_report
+from jaxopt_lab.long_table import write_long_table
 from jaxopt_lab.table import RunTable
 
 
@@ -45,6 +46,8 @@ def write_run(out: Path, config: RunConfig, result: train.FitResult, accuracy: f
         **runtime.environment(),
         "costs": [float(c) for c in result.costs],
     })  # fmt: skip
+    row = {"diverged_at_epoch": None, "final_cost": float(result.costs[-1]), "accuracy": accuracy}
+    write_long_table(out, [row], experiment="train", settings=config)
     X, Y = data.load_moons()
     label = f"{config.optimizer}, lr {config.learning_rate:g}, decay {config.decay}"
     plots.save_png(
@@ -65,6 +68,7 @@ def write_comparison(
     from jaxopt_lab import plots
 
     runtime.write_json(out / "compare.json", list(rows))
+    write_long_table(out, rows, experiment="compare", by_method=dict(COURSE_RUNS))
     env = runtime.environment()
     runtime.write_text(
         out / "compare.md",
@@ -131,6 +135,8 @@ def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: floa
         "rows": comparison.rows,
     })  # fmt: skip
     runtime.write_text(out / "compare_seeds.md", f"{seeds_report(comparison)} in {seconds:.2f} s\n")
+    labelled = dict(zip(comparison.methods, comparison.configs, strict=True))
+    write_long_table(out, comparison.rows, experiment="compare_seeds", by_method=labelled)
     plots.save_png(
         plots.plot_seed_distributions(comparison.methods, comparison.accuracy,
                                       comparison.final_cost, comparison.course),
@@ -152,6 +158,8 @@ def write_lr_find(out: Path, search: LearningRateSearch, seconds: float) -> None
         "within": stats.WITHIN, "curves": search.curves, "rows": search.rows,
     })  # fmt: skip
     runtime.write_text(out / "lr_find.md", f"{lr_find_report(search)} in {seconds:.2f} s\n")
+    base = RunConfig(epochs=search.epochs)  # lr_find's other settings are RunConfig's defaults
+    write_long_table(out, search.rows, experiment="lr_find", settings=base)
     plots.save_png(plots.plot_lr_curves(search.curves, course_rates()), out / "lr_find.png")
 
 
@@ -165,6 +173,7 @@ def write_sweep(out: Path, base: RunConfig, table: RunTable, seconds: float, dev
     from jaxopt_lab import plots
 
     write_sweep_csv(out / "sweep.csv", table)
+    write_long_table(out, table, experiment="sweep", settings=base)
     best = table.best()
     summary = {
         "devices": devices, "epochs": base.epochs, "mini_batch_size": base.mini_batch_size,
