@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -173,9 +175,18 @@ def say(line: str) -> None:
 
 
 def stopped(bar, stop: runtime.Stopped, what: str) -> int:
-    """Say in one line what a signal stopped, and return the shell's status for it."""
+    """Say in one line what a signal stopped, and return the shell's status for it.
+
+    Workers the stop did not wait for (an XLA compile, a chunk: :func:`engine.in_threads`) would
+    hold the interpreter's exit until they end, so then the process ends here, its output
+    flushed: what it wrote is already whole on disk."""
     bar.close()
     say(f"{stop.signal_name}: {what}")
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.current_thread()):  # fmt: skip
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(stop.exit_status)
     return stop.exit_status
 
 

@@ -33,6 +33,7 @@ from jaxopt_lab.table import Measured, RunTable
 ROW_BYTES = 700  # a run as a Python dict (a dozen keys, their values and the list's pointer), measured
 RESULT_BYTES = 16  # a run's results as columns: final cost, accuracy (float64), diverged epoch
 PEER_CHECK_SECONDS = 0.5  # a multi-process run asks after its peers at most this often
+WAIT_SECONDS = 0.05  # the calling thread looks for a stop this often while workers train
 
 ChunkCallback = Callable[[int, jax.Array], None]
 ProgressCallback = Callable[[int, int], None]
@@ -158,7 +159,7 @@ class Progress:
     :data:`PEER_CHECK_SECONDS`) and honours a stop (:class:`runtime.Stopped`)."""
 
     def __init__(self, total: int, on_progress: ProgressCallback | None, stops):
-        self.total, self.done, self._on_progress, self._stops = total, 0, on_progress, stops
+        self.total, self.done, self._on_progress, self.stops = total, 0, on_progress, stops
         self._lock, self._checked = threading.Lock(), -math.inf
 
     def add(self, run_epochs: int, state=None) -> None:
@@ -169,7 +170,7 @@ class Progress:
             if time.monotonic() - self._checked > PEER_CHECK_SECONDS:
                 distributed.check_peers()  # a lost peer ends this process too
                 self._checked = time.monotonic()
-        self._stops.check(state)
+        self.stops.check(state)
 
 
 @contextlib.contextmanager
@@ -182,20 +183,36 @@ def tracking(total: int, on_progress: ProgressCallback | None = None) -> Iterato
         yield Progress(total, on_progress, stops)
 
 
-def in_threads(work: Callable, items: Sequence) -> list:
-    """``work(item)`` for every item, two at a time in threads in the caller's precision (XLA
-    releases the GIL: one compiles while the other trains); results in order. On a failure the
-    items not started yet are not started at all. One item runs on the calling thread."""
-    if len(items) == 1:
-        return [work(items[0])]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = [pool.submit(runtime.in_this_precision(work), item) for item in items]
-        try:
-            return [future.result() for future in futures]
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+def in_threads(
+    work: Callable, items: Sequence, stops: runtime.StopRequests | None = None
+) -> list:
+    """``work(item)`` for every item, two at a time in worker threads in the caller's precision
+    (XLA releases the GIL: one compiles while the other trains); results in order. On a failure
+    the items not started yet are not started at all.
+
+    The calling thread only waits, :data:`WAIT_SECONDS` at a time, so that a signal reaches it
+    whatever the workers do: with ``stops`` (the block's :class:`runtime.StopRequests`) a stop
+    raises :class:`runtime.Stopped` within that time, during an XLA compile as during a chunk,
+    and the workers, not waited for, end at their next chunk boundary."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+    futures = [pool.submit(runtime.in_this_precision(work), item) for item in items]
+    pending, stopped = set(futures), False
+    try:
+        while pending:
+            done, pending = concurrent.futures.wait(
+                pending, timeout=WAIT_SECONDS, return_when=concurrent.futures.FIRST_EXCEPTION
+            )
+            for future in done:
+                future.result()  # the first failure, as it was raised
+            if stops is not None and stops.requested:
+                stopped = True
+                stops.check()
+        return [future.result() for future in futures]
+    except runtime.Stopped:
+        stopped = True
+        raise
+    finally:
+        pool.shutdown(wait=not stopped, cancel_futures=True)
 
 
 def from_deltas(on_epochs: Callable[[int], None] | None) -> ProgressCallback | None:
@@ -306,7 +323,7 @@ def train_grid(
             (name, factory), grid = job
             return _train_structure(plan, X, Y, name, factory, grid, seeds, progress, on_chunk)
 
-        return RunTable.join(in_threads(train_job, checked))
+        return RunTable.join(in_threads(train_job, checked, progress.stops))
 
 
 class _Plan(NamedTuple):

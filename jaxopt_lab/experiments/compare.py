@@ -67,7 +67,7 @@ def fit_runs(
                 )  # fmt: skip
                 fitted[i] = (result, time.perf_counter() - start)
 
-        engine.in_threads(fit_group, structures(optimizers_))
+        engine.in_threads(fit_group, structures(optimizers_), progress.stops)
     return fitted
 
 
