@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxopt_lab import model, train
+from jaxopt_lab import data, model, train
 
 AXIS = "configs"  # the mesh axis the configurations are split over
 # Run-epochs of one device in one chunk: about 0.2 s of the lesson's network on a core.
@@ -125,13 +125,21 @@ def to_host(x: jax.Array) -> np.ndarray:
 
 
 @functools.cache
-def block_program(program: train.Program, layers: tuple, mesh: Mesh, shard_seeds: bool):
+def block_program(
+    program: train.Program, layers: tuple, mesh: Mesh, shard_seeds: bool, tracked: bool = False
+):
     """The jitted program of one block's chunk, cached across calls and grid sizes.
 
     ``(state, numbers, seeds, XY, epochs, last) -> (state, costs, results)``: on a block's first
     chunk (``epochs[0] == 0``) the runs start from the seeds' initial parameters and the
     optimizer's initial state, made here; on its last (``last``) the results are the final costs,
     first diverged epochs and correct predictions per run.
+
+    With ``tracked`` the program takes one more argument, ``need`` (int32: correct predictions
+    that reach a target accuracy, traced: no program per target), measures every run's training
+    accuracy at the end of every epoch (:func:`_tracked_chunks`) and adds to the results the
+    first epoch at which it reached ``need`` (-1: not yet). Untracked grids run the program as
+    before, with no accuracy pass.
     """
     runs = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec(None, AXIS))
     seed_axis = NamedSharding(mesh, PartitionSpec(AXIS) if shard_seeds else PartitionSpec())
@@ -159,37 +167,91 @@ def block_program(program: train.Program, layers: tuple, mesh: Mesh, shard_seeds
     # once a seed, not once a run.
     run_configs = jax.vmap(functools.partial(train.run_chunk, program), in_axes=(0, 0, None, None, None))
     chunk_seeds = jax.vmap(run_configs, in_axes=(0, None, None, 0, None))
+    if tracked:  # the carry holds each run's first epoch at the target: -1 at the start
+        chunk_seeds, start = _tracked_chunks(program), _with_reached(start)
 
     def correct(params, XY):
         return jnp.sum(model.predict(params, XY[:-1]) == XY[-1:], dtype=jnp.int32)
 
     predict = jax.vmap(jax.vmap(correct, in_axes=(0, None)), in_axes=(0, None))
 
-    def block_chunk(state, configs, seeds, XY, epochs, last):
+    def block_chunk(state, configs, seeds, XY, epochs, last, *need):
         (carry, diverged_at), (first, n), numbers = state, epochs, configs[1]
         fresh = start(seeds, configs)
         begin = first == 0
         carry = jax.tree.map(lambda a, b: jnp.where(begin, a, b), fresh, carry)
         diverged_at = jnp.where(begin, -1, diverged_at)
         keys = jax.vmap(train.seeded_shuffle_key)(seeds)  # fit's own start, traced here
-        carry, costs = chunk_seeds(carry, numbers, XY, keys, epochs)
+        carry, costs = chunk_seeds(carry, numbers, XY, keys, epochs, *need)
         # Each run's first non-finite epoch is carried inside the program: on the devices, with
         # no gather per chunk and no program of its own to compile.
         diverged_at = _first_bad_epoch(diverged_at, costs, first, n)
 
+        params = carry[0][0] if tracked else carry[0]
+
         def finish(_):
-            return jnp.take(costs, n - 1, axis=-1), predict(carry[0], XY)
+            return jnp.take(costs, n - 1, axis=-1), predict(params, XY)
 
         empty = (jnp.zeros(diverged_at.shape, costs.dtype), jnp.zeros(diverged_at.shape, jnp.int32))
         final_cost, correct_count = jax.lax.cond(last, finish, lambda _: empty, None)
-        return (carry, diverged_at), costs, (final_cost, diverged_at, correct_count)
+        reached = (carry[1],) if tracked else ()
+        return (carry, diverged_at), costs, (final_cost, diverged_at, correct_count, *reached)
 
     return jax.jit(
         block_chunk,
-        in_shardings=(runs, config_axis, seed_axis, replicated, replicated, replicated),
+        in_shardings=(runs, config_axis, seed_axis, replicated, replicated, replicated)
+        + ((replicated,) if tracked else ()),
         out_shardings=runs, donate_argnums=(0,),
         compiler_options=train.compiler_options(mesh.devices.flat[0].platform),
     ), start, (runs, seed_axis, config_axis, replicated)  # fmt: skip
+
+
+def _with_reached(start):
+    """``start`` whose carry also holds every run's first epoch at the target accuracy, -1."""
+
+    def tracked_start(seeds, configs):
+        return start(seeds, configs), jnp.full((len(seeds), len(configs[0])), -1, jnp.int32)
+
+    return tracked_start
+
+
+def _correct_if_finite(params, XY):
+    """Correct predictions on the examples; -1 where a logit is not finite (a diverged network's
+    NaN logits predict class 0 everywhere, which is no accuracy reached)."""
+    logits = model.forward(params, XY[:-1])
+    correct = jnp.sum((logits > 0).astype(jnp.int32) == XY[-1:], dtype=jnp.int32)
+    return jnp.where(jnp.all(jnp.isfinite(logits)), correct, -1)
+
+
+def _tracked_chunks(program: train.Program):
+    """``chunk_seeds`` with every run's training accuracy after every epoch: per seed, a loop of
+    one-epoch :func:`train.run_chunk` calls over the block's configurations (the seed's order
+    drawn once per epoch for all of them, one epoch ahead, as ``run_chunk`` draws it), each
+    followed by the configurations' correct predictions on the training set; a run's first epoch
+    with at least ``need`` of them is carried (-1: none yet). The epochs run exactly as in
+    ``run_chunk``'s own loop, so the costs are the same runs'."""
+    one_epoch = program._replace(length=1)
+    run = jax.vmap(functools.partial(train.run_chunk, one_epoch), in_axes=(0, 0, None, None, None))
+    count = jax.vmap(_correct_if_finite, in_axes=(0, None))
+
+    def seed_chunk(carry, numbers, XY, key, epochs, need):
+        (runs, reached), (first, n), m = carry, epochs, XY.shape[1]
+
+        def order(i):
+            return data.epoch_permutation(key, first + i, m)
+
+        def body(i, loop):
+            runs, reached, costs, perm = loop
+            runs, cost = run(runs, numbers, XY, perm[None], (first + i, 1))
+            hit = (reached < 0) & (count(runs[0], XY) >= need)
+            reached = jnp.where(hit, first + i, reached)
+            return runs, reached, costs.at[:, i].set(cost[:, 0]), order(i + 1)
+
+        costs = jnp.full((len(reached), program.length), jnp.nan, XY.dtype)
+        runs, reached, costs, _ = jax.lax.fori_loop(0, n, body, (runs, reached, costs, order(0)))
+        return (runs, reached), costs
+
+    return jax.vmap(seed_chunk, in_axes=(0, None, None, 0, None, None))
 
 
 class Chunk(NamedTuple):
@@ -199,7 +261,8 @@ class Chunk(NamedTuple):
     configs: slice
     epochs: tuple[int, int]  # (first, n)
     costs: jax.Array
-    results: tuple | None  # (final cost, first diverged epoch, correct predictions) on a last chunk
+    # (final cost, first diverged epoch, correct predictions[, first epoch at the target accuracy])
+    results: tuple | None  # on a last chunk
 
 
 @functools.cache

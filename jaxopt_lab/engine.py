@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from jaxopt_lab import blocks, distributed, grids, runtime, settings, train
+from jaxopt_lab import blocks, distributed, grids, runtime, settings, targets, train
 from jaxopt_lab.settings import InvalidValue
 from jaxopt_lab.table import Measured, RunTable
 
@@ -264,6 +264,7 @@ def train_grid(
     block_runs: int | None = None,
     memory_budget: int | None = None,
     as_rows: bool = False,
+    target_accuracy: float | None = None,
 ) -> RunTable:
     """Train every job's grid for every seed; one :class:`RunTable`, the jobs' runs in order.
 
@@ -289,6 +290,9 @@ def train_grid(
       memory_budget: bytes the results may take (default: :func:`budget_bytes`); runs whose
         results would not fit are refused before training (:func:`check_fits`).
       as_rows: the caller will make a dict of every run: count them in the memory.
+      target_accuracy: also measure every run's training accuracy at the end of every epoch and
+        keep the first epoch at which it reached this (``RunTable.target_epoch``); a traced
+        number, so one program serves every target. None (the default): no accuracy pass.
 
     Raises:
       InvalidValue: an invalid argument (named), configurations of one job that do not share a
@@ -310,13 +314,16 @@ def train_grid(
     )  # fmt: skip
     if block_runs is not None:
         settings.check("block_runs", block_runs)
+    if target_accuracy is not None:
+        settings.check("target_accuracy", target_accuracy)
     check_fits(len(seeds) * n_configs, num_epochs=num_epochs, keep_costs=keep_costs,
                as_rows=as_rows, memory_budget=memory_budget)  # fmt: skip
     devices = list(devices if devices is not None else jax.devices())
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise InvalidValue("devices", f"must be a non-empty list of jax devices, got {devices!r}")
+    need = None if target_accuracy is None else targets.correct_needed(target_accuracy, X.shape[1])
     plan = _Plan(tuple(layers_dims), num_epochs, mini_batch_size, chunk_epochs, keep_costs,
-                 Mesh(np.asarray(devices), (blocks.AXIS,)), block_runs)  # fmt: skip
+                 Mesh(np.asarray(devices), (blocks.AXIS,)), block_runs, need)  # fmt: skip
     with tracking(len(seeds) * n_configs * num_epochs, on_progress) as progress:
 
         def train_job(job) -> RunTable:
@@ -336,6 +343,7 @@ class _Plan(NamedTuple):
     keep_costs: bool
     mesh: Mesh
     block_runs: int | None
+    need: int | None  # correct predictions that reach the target accuracy; None: not measured
 
 
 def _chunk_length(plan: _Plan, runs_per_device: int) -> int:
@@ -361,7 +369,8 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
     cut = blocks.plan_blocks(n_seeds, n_configs, len(devices), per_device)
     length = _chunk_length(plan, cut.seeds * cut.configs // len(devices))
     program = train.Program(structure, train.layout_of(first), plan.mini_batch_size, length)
-    compiled = blocks.block_program(program, plan.layers, plan.mesh, cut.shard_seeds)
+    compiled = blocks.block_program(program, plan.layers, plan.mesh, cut.shard_seeds,
+                                    plan.need is not None)  # fmt: skip
     measured = _run_blocks(plan, compiled, cut, XY_host, (seeds, n_configs, numbers), length,
                            progress, on_chunk)  # fmt: skip
 
@@ -376,7 +385,8 @@ def _train_structure(plan: _Plan, X, Y, name, factory, grid, seeds, progress, on
         final_cost=by_run(measured.final_cost), diverged_at=by_run(measured.diverged_at),
         correct=by_run(measured.correct), costs=costs,
     )  # fmt: skip
-    return RunTable(name, grid, seeds, costs, **RunTable.measure(measured))
+    reached = None if measured.reached_at is None else by_run(measured.reached_at)
+    return RunTable(name, grid, seeds, costs, target_epoch=reached, **RunTable.measure(measured))
 
 
 def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
@@ -399,6 +409,11 @@ def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
     diverged_at = np.empty((n_seeds, n_configs), np.int64)
     correct = np.empty((n_seeds, n_configs), np.int64)
     history = np.empty((n_seeds, n_configs, num_epochs), dtype) if plan.keep_costs else None
+    measures = (final_cost, diverged_at, correct)
+    extra = ()
+    if plan.need is not None:  # and the first epoch at the target accuracy, a traced number
+        measures += (np.empty((n_seeds, n_configs), np.int64),)
+        extra = (blocks.on_mesh(np.int32(plan.need), replicated),)
 
     def retire(chunk: blocks.Chunk) -> None:
         """Read back a finished chunk (the next one is already queued)."""
@@ -407,7 +422,7 @@ def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
         if history is not None:
             history[s, c, first : first + n] = blocks.to_host(chunk.costs)[:height, :width, :n]
         if chunk.results is not None:
-            for target, result in zip((final_cost, diverged_at, correct), chunk.results, strict=True):
+            for target, result in zip(measures, chunk.results, strict=True):
                 target[s, c] = blocks.to_host(result)[:height, :width]
         chunk.costs.block_until_ready()
         if on_chunk is not None:
@@ -426,11 +441,12 @@ def _run_blocks(plan, compiled, cut, XY_host, grid, length, progress, on_chunk):
         while epoch < num_epochs:
             n = min(length, num_epochs - epoch)
             last = epoch + n == num_epochs
-            state, costs, results = run_block(state, block_configs, block_seeds, XY, (epoch, n), last)
+            state, costs, results = run_block(state, block_configs, block_seeds, XY, (epoch, n), last,
+                                              *extra)  # fmt: skip
             queue.append(blocks.Chunk(seed_rows, config_rows, (epoch, n), costs, results if last else None))
             if len(queue) > 1:
                 retire(queue.popleft())
             epoch += n
     while queue:
         retire(queue.popleft())
-    return Measured(final_cost, diverged_at, correct, XY_host.shape[1], history)
+    return Measured(final_cost, diverged_at, correct, XY_host.shape[1], history, *measures[3:])

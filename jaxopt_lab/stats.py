@@ -112,6 +112,36 @@ def quantile_curves(costs: np.ndarray, quantiles: Sequence[float] = BAND) -> np.
     return np.where(t >= 0.5, high - (high - low) * (1 - t), low + (high - low) * t)
 
 
+def iqm_curve(costs: np.ndarray) -> np.ndarray:
+    """Per epoch, the interquartile mean of the cost over the runs that have not diverged by then:
+    of the ``n`` finite values, the mean of what is left when the lowest and the highest
+    ``floor(n / 4)`` are left out (``scipy.stats.trim_mean(x, 0.25)``, rliable's IQM;
+    ``evidence.iqm`` of one epoch's values), for every epoch at once.
+
+    Args:
+      costs: shape (seeds, epochs); NaN or inf where a run had diverged.
+
+    Returns:
+      Shape (epochs,), NaN at an epoch where every run had diverged.
+    """
+    costs = np.where(np.isfinite(costs), costs, np.nan).astype(np.float64)
+    ordered = np.sort(costs, axis=0)  # NaN last
+    n = np.sum(~np.isnan(costs), axis=0)
+    cut = n // 4
+    rank = np.arange(costs.shape[0])[:, None]
+    kept = (rank >= cut) & (rank < n - cut)
+    total = np.sum(np.where(kept, ordered, 0.0), axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, total / (n - 2 * cut), np.nan)
+
+
+def iqm_band(costs: np.ndarray) -> np.ndarray:
+    """Per epoch, the IQM (:func:`iqm_curve`) between the 25% and 75% quantiles of the finished
+    runs (:func:`quantile_curves`), the values it averages: shape (3, epochs)."""
+    low, high = quantile_curves(costs, (0.25, 0.75))
+    return np.stack([low, iqm_curve(costs), high])
+
+
 def json_numbers(array) -> list:
     """An array as nested lists of floats, None for NaN: strict JSON."""
     return [json_numbers(a) for a in array] if np.ndim(array) > 1 else [

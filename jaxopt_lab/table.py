@@ -25,6 +25,7 @@ class Measured(NamedTuple):
     correct: np.ndarray  # int64: correct predictions on the training set after the last epoch
     examples: int  # the training set's size
     costs: np.ndarray | None  # shape=(runs, epochs) with keep_costs
+    reached_at: np.ndarray | None = None  # int64: first epoch at the target accuracy, -1 for none
 
 
 def outcome(measure: Callable[[Measured], np.ndarray], *, metric: bool = True):
@@ -50,6 +51,9 @@ class RunTable:
     seeds: np.ndarray  # shape=(seeds,), int64
     costs: np.ndarray | None = None  # shape=(runs, epochs) with keep_costs (NaN where not finite)
     config_codes: np.ndarray | None = None  # shape=(configs, axes), int64; None: the product
+    # With a target accuracy (engine.train_grid): each run's first epoch whose end-of-epoch
+    # training accuracy reached it, -1 for none; int64, shape=(runs,). Not an outcome column.
+    target_epoch: np.ndarray | None = None
     # The outcomes, one entry per run; every one of them flows to rows, files and pictures.
     diverged_at_epoch: np.ndarray = outcome(lambda m: m.diverged_at, metric=False)  # -1: none
     final_cost: np.ndarray = outcome(lambda m: m.final_cost)  # the run's float dtype
@@ -168,7 +172,11 @@ class RunTable:
             name: np.concatenate([getattr(t, name) for t in tables]) for name in cls.outcomes()
         }
         costs = None if first.costs is None else np.concatenate([t.costs for t in tables])
-        return cls(first.optimizer, grid, first.seeds, costs, np.concatenate(codes), **joined)
+        reached = None if first.target_epoch is None else np.concatenate(
+            [t.target_epoch for t in tables]
+        )
+        return cls(first.optimizer, grid, first.seeds, costs, np.concatenate(codes), reached,
+                   **joined)  # fmt: skip
 
 
 def best_index(accuracy, final_cost, diverged) -> int | None:
