@@ -92,7 +92,7 @@ COMMANDS = {  # name: (help, description, settings it takes)
         "Run the course's seven trainings (GD, momentum and Adam at 0.0007; GD with inverse-time "
         "decay; GD, momentum and Adam with fixed-interval decay) and compare them; with --seeds "
         "N, compare their distributions over N JAX seeds.",
-        ("seed_count", *COMMON),
+        ("seed_count", "target_cost", "target_accuracy", *COMMON),
     ),
     "paths": (
         "draw GD, noisy GD, momentum, RMSprop and Adam on a bowl and on Rosenbrock",
@@ -307,7 +307,8 @@ def run_compare_seeds(args: argparse.Namespace) -> int:
     from jaxopt_lab import results, runs
 
     epochs = sum(config.epochs for _, config in runs.COURSE_RUNS) * (1 + args.seed_count)
-    work = functools.partial(runs.compare_seeds, range(args.seed_count))
+    work = functools.partial(runs.compare_seeds, range(args.seed_count),
+                             target_cost=args.target_cost, target_accuracy=args.target_accuracy)
     return run_many(args, "compare", epochs, work, runs.seeds_report, results.write_seeds_comparison)
 
 
@@ -430,7 +431,8 @@ def _main(argv: Sequence[str] | None) -> int:
             if BY_NAME[name].kind == "float":
                 value = getattr(args, name)
                 for v in value if isinstance(value, list) else [value]:
-                    check(name, v)
+                    if v is not None:  # an optional float left out
+                        check(name, v)
         runtime.enable_compilation_cache()
         if getattr(args, "out", None) is not None:
             from jaxopt_lab import results

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxopt_lab import data, evidence, runtime, stats, train
+from jaxopt_lab import data, evidence, runtime, stats, targets, train
 from jaxopt_lab.config import COURSE_RUNS, RunConfig
 from jaxopt_lab.experiments.compare import compare_table
 from jaxopt_lab.experiments.lr_find import LearningRateSearch, course_rates, lr_find_report
@@ -91,11 +91,13 @@ def write_comparison(
 
 def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: float) -> None:
     """``compare_seeds.json`` (every run x seed row, the statistics, the paired wins, the pairs'
-    evidence, the cost quantiles per epoch and the course's own runs; strict JSON),
-    ``compare_seeds.md`` (the tables), ``seeds_accuracy.png`` and ``seeds_cost_curves.png``."""
-    from jaxopt_lab import plots
+    evidence, the cost quantiles and IQM per epoch, the time to target and the course's own runs;
+    strict JSON), ``compare_seeds.md`` (the tables), ``seeds_accuracy.png``,
+    ``seeds_cost_curves.png`` and, with a target, ``time_to_target.png``."""
+    from jaxopt_lab import plots, target_plots
 
     quantiles = np.stack([stats.quantile_curves(run_costs) for run_costs in comparison.costs])
+    iqm = np.stack([stats.iqm_band(run_costs) for run_costs in comparison.costs])
     runtime.write_json(out / "compare_seeds.json", {
         "seeds": comparison.seeds, "epochs": comparison.costs.shape[-1], "seconds": seconds,
         **runtime.environment(),
@@ -131,6 +133,12 @@ def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: floa
             {"method": method, **dict(zip(("p10", "p50", "p90"), stats.json_numbers(q), strict=True))}
             for method, q in zip(comparison.methods, quantiles, strict=True)
         ],
+        "cost_iqm": [
+            {"method": method, **dict(zip(("p25", "iqm", "p75"), stats.json_numbers(band),
+                                          strict=True))}
+            for method, band in zip(comparison.methods, iqm, strict=True)
+        ],
+        "time_to_target": {"means": targets.MEANS, "targets": list(comparison.targets)},
         "course": comparison.course,
         "rows": comparison.rows,
     })  # fmt: skip
@@ -143,9 +151,12 @@ def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: floa
         out / "seeds_accuracy.png",
     )  # fmt: skip
     plots.save_png(
-        plots.plot_cost_bands(comparison.methods, quantiles, comparison.course_costs),
+        plots.plot_cost_bands(comparison.methods, quantiles, comparison.course_costs, iqm=iqm),
         out / "seeds_cost_curves.png",
     )
+    if comparison.targets:
+        figure = target_plots.plot_time_to_target(comparison.targets, seeds=len(comparison.seeds))
+        plots.save_png(figure, out / "time_to_target.png")
 
 
 def write_lr_find(out: Path, search: LearningRateSearch, seconds: float) -> None:

@@ -76,25 +76,38 @@ def plot_cost_bands(
     course_costs: Sequence[np.ndarray],
     *,
     columns: int = 4,
+    iqm: np.ndarray | None = None,
 ) -> Figure:
     """Each run's cost per epoch over the seeds: the median and the band from the 10% to the 90%
-    quantile, with the course's own run dashed; one panel per run, the same axes for all.
+    quantile, with the course's own run dashed; one panel per run, the same axes for all. With
+    ``iqm``, the interquartile mean replaces the median, drawn with its band: the middle half of
+    the seeds, whose mean it is.
 
     Args:
       methods: the runs' labels.
       quantiles: shape (runs, 3, epochs): the 10%, 50% and 90% quantiles per epoch
         (``stats.quantile_curves``), NaN where every seed had diverged.
       course_costs: per run, the course run's cost per epoch.
+      iqm: shape (runs, 3, epochs): the 25% quantile, the IQM (``stats.iqm_curve``) and the 75%
+        quantile per epoch, NaN where every seed had diverged.
     """
     rows = math.ceil(len(methods) / columns)
     fig = Figure(figsize=(3.4 * columns, 2.7 * rows))
     axes = fig.subplots(rows, columns, squeeze=False, sharex=True, sharey=True).ravel()
     epochs = np.arange(np.shape(quantiles)[-1])
-    for ax, method, (low, median, high), course in zip(axes, methods, quantiles, course_costs,
-                                                       strict=False):  # fmt: skip
+    for i, (ax, method, (low, median, high), course) in enumerate(
+        zip(axes, methods, quantiles, course_costs, strict=False)
+    ):
         ax.fill_between(epochs, low, high, color=SEED_COLOR, alpha=0.25, linewidth=0,
                         label="10-90% of seeds")  # fmt: skip
-        ax.plot(epochs, median, color=SEED_COLOR, linewidth=1.4, label="median")
+        if iqm is None:
+            ax.plot(epochs, median, color=SEED_COLOR, linewidth=1.4, label="median")
+        else:
+            q25, mean, q75 = iqm[i]
+            ax.fill_between(epochs, q25, q75, color=SEED_COLOR, alpha=0.3, linewidth=0,
+                            label="25-75% of seeds")  # fmt: skip
+            ax.plot(epochs, mean, color=SEED_COLOR, linewidth=1.4,
+                    label="IQM (mean of the middle half)")
         ax.plot(np.arange(len(course)), course, "--", color=COURSE_COLOR, linewidth=1.1,
                 label="the course's run")  # fmt: skip
         ax.set_title(method, fontsize=9)

@@ -162,7 +162,8 @@ def row_fields(found: Sequence[TimeToTarget], runs: int) -> list[dict]:
     columns = {f"epochs_to_{t.metric}_target": row_values(t.epochs) for t in found}
     if not columns:
         return [{} for _ in range(runs)]
-    return [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    runs_values = zip(*columns.values(), strict=True)
+    return [dict(zip(columns, values, strict=True)) for values in runs_values]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,16 +304,17 @@ def targets_table(summaries: Sequence[dict], seeds: int) -> str:
     if not summaries:
         return ""
 
-    def epochs(value) -> str:
-        return "never" if value is None else f"{value:g}"
+    def epochs(value) -> str:  # a whole number of epochs, or a median halfway between two
+        return "never" if value is None else f"{value:.1f}".removesuffix(".0")
 
     def interval(ci) -> str:
         if ci is None or ci[0] is None:  # too few seeds, or never at both ends
             return "-"
-        return f"{ci[0]:g} to {'never' if ci[1] is None else f'{ci[1]:g}'}"
+        return f"{epochs(ci[0])} to {epochs(ci[1])}"
 
-    head = "| time to target, " + f"{seeds} seeds | " + " | ".join(
-        f"{target_label(s)}: median epochs | 95% interval (bootstrap) | never | fastest" for s in summaries
+    columns = "median epochs | 95% interval (bootstrap) | never | fastest"
+    head = f"| time to target, {seeds} seeds | " + " | ".join(
+        f"{target_label(s)}: {columns}" for s in summaries
     ) + " |"
     lines = [head, "|---|" + "---:|---:|---:|---:|" * len(summaries)]
     for i, first in enumerate(summaries[0]["methods"]):

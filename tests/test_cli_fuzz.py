@@ -20,6 +20,7 @@ BAD_VALUES = {  # the kind of value a flag takes -> values it must refuse
     "positive_float": [*NOT_A_NUMBER, "0", "-1", "-1e-300", "1e-60", "1e39", "5e-46"],
     "nonnegative_float": [*NOT_A_NUMBER, "-1", "-1e-300", "1e39"],
     "unit_interval": [*NOT_A_NUMBER, "1", "1.0000001", "-0.1", "0.99999999999", "2"],
+    "share": [*NOT_A_NUMBER, "0", "-0.1", "1e-60", "1.0000001", "1.5", "2"],  # in (0, 1]
     "positive_int": [*NOT_AN_INTEGER, "0", "-1", str(2**31), str(2**63), str(2**64)],
     "nonnegative_int": [*NOT_AN_INTEGER, "-1", str(2**31), str(2**64)],
     "seed_int": [*NOT_AN_INTEGER, "-1", str(2**32), str(2**63), str(2**64)],
@@ -34,7 +35,8 @@ def value_kind(s: settings.Setting) -> str:
         return "host_port"
     if s.kind == "float":
         return {(0.0, True, None): "positive_float", (0.0, False, None): "nonnegative_float",
-                (0.0, False, 1.0): "unit_interval"}[(s.low, s.low_open, s.high)]  # fmt: skip
+                (0.0, False, 1.0): "unit_interval",
+                (0.0, True, 1.0): "share"}[(s.low, s.low_open, s.high)]  # fmt: skip
     return {(1, settings.MAX_INT32): "positive_int", (0, settings.MAX_INT32): "nonnegative_int",
             (0, settings.MAX_SEED): "seed_int"}[(s.low, s.high)]  # fmt: skip
 

@@ -10,10 +10,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxopt_lab import data, engine, evidence, stats
+from jaxopt_lab import data, engine, evidence, stats, targets
 from jaxopt_lab.config import COURSE_RUNS, LAYERS_DIMS, RunConfig
 from jaxopt_lab.experiments.compare import compare, structures
-from jaxopt_lab.settings import InvalidValue
+from jaxopt_lab.settings import BY_NAME, InvalidValue
 from jaxopt_lab.table import RunTable
 
 
@@ -30,6 +30,7 @@ class SeedsComparison(NamedTuple):
     pairs: list[dict]  # evidence.pairwise of the accuracy, "first"/"second" the runs' labels
     course: list[dict]  # :func:`compare`'s rows: the same runs in the course's randomness
     course_costs: list[np.ndarray]  # the course runs' cost per epoch
+    targets: Sequence[dict] = ()  # time to target, per target (cost, accuracy): targets.summary
 
     def _matrix(self, field: str) -> np.ndarray:
         return stats.as_values([row[field] for row in self.rows]).reshape(len(self.methods), -1)
@@ -80,6 +81,8 @@ def compare_seeds(
     epochs: int | None = None,
     on_progress: engine.ProgressCallback | None = None,
     on_epochs: Callable[[int], None] | None = None,
+    target_cost: float | None = BY_NAME["target_cost"].default,
+    target_accuracy: float | None = BY_NAME["target_accuracy"].default,
 ) -> SeedsComparison:
     """The labelled runs (default: the course's seven) trained for every seed, and what the
     seeds say about them that one run cannot.
@@ -109,6 +112,8 @@ def compare_seeds(
       on_progress: called after every chunk with ``(done, total)``: run-epochs, the course's
         runs and the seeds' together, rising to the total once.
       on_epochs: the older callback, given the run-epochs done since its last call.
+      target_cost, target_accuracy: time to target (:mod:`jaxopt_lab.targets`; None: no such
+        target). An accuracy target makes the engine measure the accuracy after every epoch.
 
     Returns:
       A :class:`SeedsComparison`. Its rows: ``method``, ``optimizer``, ``decay``,
@@ -117,10 +122,12 @@ def compare_seeds(
       ``accuracy`` and ``final_cost`` (``stats.summary``: ``n``, ``mean``, ``std``, ``ci95``;
       ``evidence.locations``: ``median``, ``iqm``, ``bootstrap``) and
       ``course`` (``accuracy``, ``final_cost``, ``accuracy_percentile``,
-      ``final_cost_percentile``).
+      ``final_cost_percentile``). Per target, its :func:`targets.summary` in ``targets`` and
+      ``epochs_to_cost_target`` or ``epochs_to_accuracy_target`` in the rows (None: never).
 
     Raises:
-      InvalidValue: no seed, a repeated or invalid seed, more seeds than the memory rule
+      InvalidValue: no seed, a repeated or invalid seed, a bad target, more seeds than the memory
+        rule
         holds (:func:`seeds_that_fit`), or runs that differ in epochs or batch size.
       runtime.Stopped: a signal stopped the runs.
       train.DivergenceError: a run diverged in the course's randomness.
@@ -128,6 +135,7 @@ def compare_seeds(
     methods, configs = _labelled_runs(runs, epochs)
     epochs = configs[0].epochs
     seeds = engine.check_seeds(seeds, most=seeds_that_fit(len(configs), epochs), distinct=True)
+    targets.check_targets(target_cost, target_accuracy)
     m = data.load_moons()[0].shape[1]
     optimizers_ = [config.make_optimizer(m, shared_structure=True) for config in configs]
     course_epochs = epochs * len(configs)
@@ -137,11 +145,12 @@ def compare_seeds(
         list(zip(methods, [c._replace(seed=None) for c in configs], strict=True)),
         on_progress=engine.shifted(progress, 0, total),
     )
-    rows, costs = _seed_runs(methods, configs, optimizers_, seeds,
-                             engine.shifted(progress, course_epochs, total))  # fmt: skip
+    rows, costs, reached = _seed_runs(methods, configs, optimizers_, seeds, target_accuracy,
+                                      engine.shifted(progress, course_epochs, total))  # fmt: skip
+    rows, found = _time_to_target(methods, rows, costs, reached, target_cost, target_accuracy)
     return with_statistics(SeedsComparison(
         methods, configs, seeds.tolist(), rows, costs, statistics=[], beats=np.zeros(0), pairs=[],
-        course=course_rows, course_costs=[fit.costs for fit in course_fits],
+        course=course_rows, course_costs=[fit.costs for fit in course_fits], targets=found,
     ))  # fmt: skip
 
 
@@ -310,11 +319,13 @@ def pairs_table(comparison: SeedsComparison) -> str:
 
 def seeds_report(comparison: SeedsComparison) -> str:
     """What ``jaxopt-lab compare --seeds N`` prints: :func:`seeds_table`, :func:`beats_table`,
-    :func:`pairs_table`."""
+    :func:`pairs_table` and the time to target (:func:`targets.targets_table`)."""
     runs, seeds = len(comparison.methods), len(comparison.seeds)
+    timed = targets.targets_table(comparison.targets, seeds)
     return (
         f"{seeds_table(comparison)}\n\n{beats_table(comparison)}\n\n{pairs_table(comparison)}"
-        f"\n\n{runs * seeds} runs ({runs} x {seeds} seeds) and the course's own {runs}"
+        + (f"\n\n{timed}" if timed else "")
+        + f"\n\n{runs * seeds} runs ({runs} x {seeds} seeds) and the course's own {runs}"
     )
 
 
@@ -342,19 +353,36 @@ def _statistics(methods, n_seeds, course_rows, accuracy, final_cost) -> list[dic
     ]
 
 
-def _seed_runs(methods, configs, optimizers_, seeds, on_progress):
+def _time_to_target(methods, rows, costs, reached, target_cost, target_accuracy):
+    """The rows with every run's epochs to each target, and each target's summary."""
+    diverged = np.array([-1 if row["diverged_at_epoch"] is None else row["diverged_at_epoch"]
+                         for row in rows]).reshape(costs.shape[:2])  # fmt: skip
+    found = targets.time_to_targets(costs, diverged, target_cost=target_cost,
+                                    target_accuracy=target_accuracy, accuracy_epoch=reached)
+    fields = targets.row_fields(found, len(rows))
+    timed = [{**row, **extra} for row, extra in zip(rows, fields, strict=True)]
+    return timed, [targets.summary(methods, t) for t in found]
+
+
+def _seed_runs(methods, configs, optimizers_, seeds, target_accuracy, on_progress):
     """Every run for every seed, one engine job per program structure: the rows (runs in order,
-    seeds fastest) and every epoch's cost, shape (runs, seeds, epochs)."""
+    seeds fastest), every epoch's cost, shape (runs, seeds, epochs), and with ``target_accuracy``
+    every run's first epoch at it, shape (runs, seeds) (else None)."""
     X, Y = data.load_moons()
     epochs, n_seeds = configs[0].epochs, len(seeds)
     table = engine.train_grid(
         X, Y, LAYERS_DIMS,
         [(lambda run: optimizers_[run], {"run": group}) for group in structures(optimizers_)],
         seeds=seeds, num_epochs=epochs, mini_batch_size=configs[0].mini_batch_size,
-        keep_costs=True, on_progress=on_progress, as_rows=True,
+        keep_costs=True, on_progress=on_progress, as_rows=True, target_accuracy=target_accuracy,
     )  # fmt: skip
+    order = table.column("run")[::n_seeds]
     costs = np.empty((len(configs), n_seeds, epochs), table.costs.dtype)
-    costs[table.column("run")[::n_seeds]] = table.costs.reshape(-1, n_seeds, epochs)
+    costs[order] = table.costs.reshape(-1, n_seeds, epochs)
+    reached = None
+    if table.target_epoch is not None:
+        reached = np.empty((len(configs), n_seeds), np.int64)
+        reached[order] = table.target_epoch.reshape(-1, n_seeds)
     swept = sorted(dataclasses.replace(table, costs=None).rows(), key=lambda row: row["run"])
     rows = [  # runs in order, each one's seeds in order (the sort is stable)
         {
@@ -364,4 +392,4 @@ def _seed_runs(methods, configs, optimizers_, seeds, on_progress):
         }  # fmt: skip
         for row in swept
     ]
-    return rows, costs
+    return rows, costs, reached
