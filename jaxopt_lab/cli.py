@@ -110,8 +110,11 @@ COMMANDS = {  # name: (help, description, settings it takes)
     "lr-find": (
         "each optimizer's final cost and accuracy against the learning rate, over seeds",
         "Train every optimizer at --points log-spaced learning rates from --from to --to for "
-        "--seeds seeds each; report the best rate and the range within 0.01 accuracy of it.",
-        ("optimizer", "lr_from", "lr_to", "points", "seed_count", "epochs", *COMMON),
+        "--seeds seeds each; report the best rate and the range within 0.01 accuracy of it. "
+        "With --range-test, also run fastai's range test for the same seeds and read its "
+        "suggestions on those runs.",
+        ("optimizer", "lr_from", "lr_to", "points", "seed_count", "epochs", "range_test",
+         "range_steps", *COMMON),
     ),
 }
 MANY = {"sweep": AXES | {"seeds"}, "lr-find": {"optimizer"}}  # flags that take several values
@@ -317,7 +320,8 @@ def run_lr_find(args: argparse.Namespace) -> int:
 
     names = list(dict.fromkeys(args.optimizer))
     work = functools.partial(runs.lr_find, names, seeds=range(args.seed_count), epochs=args.epochs,
-                             lr_from=args.lr_from, lr_to=args.lr_to, points=args.points)
+                             lr_from=args.lr_from, lr_to=args.lr_to, points=args.points,
+                             range_steps=args.range_steps if args.range_test else None)
     epochs = len(names) * args.points * args.seed_count * args.epochs
     return run_many(args, "lr-find", epochs, work, runs.lr_find_report, results.write_lr_find)
 

@@ -18,6 +18,7 @@ from jaxopt_lab import data, evidence, runtime, stats, targets, train
 from jaxopt_lab.config import COURSE_RUNS, RunConfig
 from jaxopt_lab.experiments.compare import compare_table
 from jaxopt_lab.experiments.lr_find import LearningRateSearch, course_rates, lr_find_report
+from jaxopt_lab.experiments.range_test import range_test_summary
 from jaxopt_lab.experiments.seeds import SeedsComparison, seeds_report
 from jaxopt_lab.long_table import write_long_table
 from jaxopt_lab.table import RunTable
@@ -161,17 +162,27 @@ def write_seeds_comparison(out: Path, comparison: SeedsComparison, seconds: floa
 
 def write_lr_find(out: Path, search: LearningRateSearch, seconds: float) -> None:
     """``lr_find.json`` (each optimizer's curve, best rate and range, and every row; strict JSON),
-    ``lr_find.md`` (the table) and ``lr_find.png``."""
+    ``lr_find.md`` (the table) and ``lr_find.png``; with a range test, its summary in the JSON
+    (``range_test``: :func:`range_test.range_test_summary`) and ``range_test.png``."""
     from jaxopt_lab import plots
 
+    tested = {}
+    if search.range_test is not None:
+        tested = {"curve_seconds": search.curve_seconds,
+                  "range_test": range_test_summary(search.range_test, search.truth)}  # fmt: skip
     runtime.write_json(out / "lr_find.json", {
         "epochs": search.epochs, "seconds": seconds, **runtime.environment(),
-        "within": stats.WITHIN, "curves": search.curves, "rows": search.rows,
+        "within": stats.WITHIN, "curves": search.curves, "rows": search.rows, **tested,
     })  # fmt: skip
     runtime.write_text(out / "lr_find.md", f"{lr_find_report(search)} in {seconds:.2f} s\n")
     base = RunConfig(epochs=search.epochs)  # lr_find's other settings are RunConfig's defaults
     write_long_table(out, search.rows, experiment="lr_find", settings=base)
     plots.save_png(plots.plot_lr_curves(search.curves, course_rates()), out / "lr_find.png")
+    if tested:
+        from jaxopt_lab import range_plots
+
+        figure = range_plots.plot_range_test(search.curves, tested["range_test"])
+        plots.save_png(figure, out / "range_test.png")
 
 
 JSON_ROWS = 10_000  # sweep.json lists every run up to this many; sweep.csv always does

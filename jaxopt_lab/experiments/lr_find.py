@@ -3,6 +3,7 @@ the curves over the seeds (:func:`stats.lr_curves`), and their table."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from jaxopt_lab import data, engine, stats
 from jaxopt_lab.config import COURSE_RUNS, LAYERS_DIMS, RunConfig
+from jaxopt_lab.experiments import range_test as range_tests
 from jaxopt_lab.experiments.compare import structures
 from jaxopt_lab.experiments.sweeps import sweep_factory
 from jaxopt_lab.settings import BY_NAME, InvalidValue, check
@@ -22,6 +24,9 @@ class LearningRateSearch(NamedTuple):
     rows: list[dict]  # every (optimizer, learning rate, seed): lr_curve's rows
     curves: dict[str, dict]  # optimizer -> stats.lr_curves's summary
     epochs: int
+    range_test: range_tests.RangeTest | None = None  # with range_steps: the same seeds' range test
+    truth: dict | None = None  # with range_steps: range_test.against_truth
+    curve_seconds: float | None = None  # the full runs' own wall time
 
 
 def lr_curve(
@@ -118,6 +123,7 @@ def lr_find(
     points: int = BY_NAME["points"].default,
     on_progress: engine.ProgressCallback | None = None,
     on_epochs: Callable[[int], None] | None = None,
+    range_steps: int | None = None,
 ) -> LearningRateSearch:
     """Each optimizer's final cost and accuracy against the learning rate, over seeds.
 
@@ -126,9 +132,14 @@ def lr_find(
     rate the median and 10-90% band over the seeds and the seeds that diverged, the best rate,
     and the widest range of rates around it within one accuracy point of the best.
 
+    With ``range_steps``, first fastai's range test of ``range_steps`` steps from ``lr_from`` to
+    ``lr_to`` for the same optimizers and seeds (:func:`range_test.range_test`), then its rules'
+    suggestions read on the curve (:func:`range_test.against_truth`); each part's seconds are
+    its own.
+
     Raises:
-      InvalidValue: as :func:`lr_curve`, or ``lr_from`` not below ``lr_to``; a grid larger than
-        the memory budget is refused before it is built.
+      InvalidValue: as :func:`lr_curve`, or ``lr_from`` not below ``lr_to``, or a bad
+        ``range_steps``; a grid larger than the memory budget is refused before it is built.
     """
     check("points", points)
     names, seeds = optimizer_names(names), engine.check_seeds(seeds)  # before counting them
@@ -140,9 +151,16 @@ def lr_find(
             mentions=("seed_count",),
         )
     rates = learning_rates(lr_from, lr_to, points)
+    test = None
+    if range_steps is not None:  # first: it pays for starting JAX's programs, not the curve
+        test = range_tests.range_test(names, seeds=seeds, steps=range_steps, lr_start=lr_from,
+                                      lr_end=lr_to)  # fmt: skip
+    start = time.perf_counter()
     rows = lr_curve(names, rates, seeds, epochs=epochs, on_progress=on_progress,
                     on_epochs=on_epochs)  # fmt: skip
-    return LearningRateSearch(rows, stats.lr_curves(rows), epochs)
+    curves, seconds = stats.lr_curves(rows), time.perf_counter() - start
+    truth = None if test is None else range_tests.against_truth(test, curves, rows)
+    return LearningRateSearch(rows, curves, epochs, test, truth, seconds)
 
 
 def course_rates() -> dict[float, str]:
@@ -178,8 +196,18 @@ def lr_find_table(search: LearningRateSearch) -> str:
 
 
 def lr_find_report(search: LearningRateSearch) -> str:
-    """What ``jaxopt-lab lr-find`` prints: :func:`lr_find_table` and the number of runs."""
-    return f"{lr_find_table(search)}\n{len(search.rows)} runs x {search.epochs} epochs"
+    """What ``jaxopt-lab lr-find`` prints: :func:`lr_find_table` and the number of runs; with a
+    range test, its table (:func:`range_test.range_test_table`) and both parts' seconds."""
+    runs = f"{len(search.rows)} runs x {search.epochs} epochs"
+    test = search.range_test
+    if test is None:
+        return f"{lr_find_table(search)}\n{runs}"
+    return (
+        f"{lr_find_table(search)}\n\n{range_tests.range_test_table(test, search.truth)}\n\n"
+        f"range test ({', '.join(test.names)}; {len(test.seeds)} seeds x {len(test.rates)} "
+        f"steps): {test.seconds:.2f} s; the full-run curve it is read on: "
+        f"{search.curve_seconds:.2f} s\n{runs}"
+    )
 
 
 def _runs_that_fit(epochs: int) -> int:
