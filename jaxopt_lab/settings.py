@@ -154,8 +154,8 @@ COMMAND_SETTINGS: tuple[Setting, ...] = (  # how runs are carried out, swept and
     Setting("range_test", "switch", False,
             "also run fastai's range test (one run per seed, the rate rising from --from to --to) "
             "and measure its suggestions against the full runs"),
-    Setting("range_steps", "int", 100, "mini-batch steps of the range test", low=2,
-            high=100_000, metavar="N"),
+    Setting("range_steps", "int", 100, "mini-batch steps of the range test (at least 2)", low=1,
+            high=MAX_INT32, metavar="N"),
     Setting("target_accuracy", "float", None,
             "time to target (with --seeds): also the epochs until the training accuracy, "
             "measured after every epoch, reaches A (absent: not measured, which keeps the runs "

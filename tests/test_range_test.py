@@ -324,8 +324,9 @@ def test_the_command_writes_the_picture_and_the_markdown(command):
 
 
 BAD = [
-    (["--range-steps", "1"], "--range-steps"),
-    (["--range-steps", "100001"], "--range-steps"),
+    (["--range-steps", "1"], "--range-steps must be at least 2"),
+    (["--range-steps", "2147483648"], "--range-steps"),
+    (["--range-steps", "1000000000", "--optimizer", "adam"], "--range-steps 1000000000 with --seeds 8"),
     (["--range-steps", "ten"], "--range-steps"),
     (["--from", "1", "--to", "0.1"], "--from must be below --to"),
 ]

@@ -134,6 +134,8 @@ def check_range_test(names, seeds, steps, lr_start, lr_end, mini_batch_size=64):
     for name in names:
         RunConfig(name, mini_batch_size=mini_batch_size).check()
     check("range_steps", steps, name="steps")
+    if steps < 2:  # the rate rises from the first step to the last
+        raise InvalidValue("steps", f"must be at least 2, got {steps!r}", setting="range_steps")
     check("lr_from", lr_start, name="lr_start")
     check("lr_to", lr_end, name="lr_end")
     if not lr_start < lr_end:
