@@ -20,7 +20,7 @@ Plain NumPy; nothing here depends on JAX or SciPy.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +31,7 @@ RESAMPLES = 10_000  # bootstrap resamples of every interval (SciPy's default is 
 SEED = 0  # of every bootstrap's generator: numpy.random.default_rng(SEED)
 MIN_VALUES = 5  # below this many values an interval over seeds is not informative
 TRIM = 0.25  # the interquartile mean leaves out this share of the values at each end
+BLOCK = 2**21  # resamples x values handled at once: any number of seeds in bounded memory
 
 
 def method(resamples: int = RESAMPLES, seed: int = SEED) -> str:
@@ -49,39 +50,31 @@ def resample_indices(n: int, *, resamples: int = RESAMPLES, seed: int = SEED) ->
     with replacement as ``scipy.stats.bootstrap`` draws with ``rng=default_rng(seed)``.
 
     Returns:
-      Shape (resamples, n), int64, values in ``[0, n)``.
+      Shape (resamples, n), int64, values in ``[0, n)``: ``default_rng(seed).integers(0, n,
+      (resamples, n))``.
     """
+    return np.concatenate(list(_blocks(n, resamples, seed)))
+
+
+def _blocks(n: int, resamples: int, seed: int) -> Iterator[np.ndarray]:
+    """:func:`resample_indices` in consecutive blocks of whole resamples, at most
+    :data:`BLOCK` indices each: the same draws, as numpy's stream does not depend on how the
+    draws are cut."""
     if n < 1 or resamples < 1:
         raise ValueError(f"need at least one value and one resample, got n={n}, {resamples=}")
-    return np.random.default_rng(seed).integers(0, n, (resamples, n))
+    rng = np.random.default_rng(seed)
+    rows = max(1, BLOCK // n)
+    for start in range(0, resamples, rows):
+        yield rng.integers(0, n, (min(rows, resamples - start), n))
 
 
-class _Draws:
-    """:func:`resample_indices` for each ``n`` asked for, drawn once, and how often each value
-    is drawn in each resample."""
-
-    def __init__(self, resamples: int, seed: int):
-        self.resamples, self.seed = resamples, seed
-        self._indices: dict[int, np.ndarray] = {}
-        self._counts: dict[int, np.ndarray] = {}
-
-    def indices(self, n: int) -> np.ndarray:
-        if n not in self._indices:
-            self._indices[n] = resample_indices(n, resamples=self.resamples, seed=self.seed)
-        return self._indices[n]
-
-    def counts(self, n: int) -> np.ndarray:
-        """Shape (resamples, n), int32 (int64 where ``2 n^2`` would not fit): every row sums
-        to ``n``."""
-        if n not in self._counts:
-            flat = (self.indices(n) + n * np.arange(self.resamples)[:, None]).ravel()
-            counts = np.bincount(flat, minlength=self.resamples * n)
-            self._counts[n] = counts.reshape(self.resamples, n).astype(_count_type(n))
-        return self._counts[n]
-
-
-def _count_type(n: int) -> type:
-    return np.int32 if 2 * n * n < 2**31 else np.int64
+def _counts(indices: np.ndarray) -> np.ndarray:
+    """How often each of the ``n`` values is drawn in each resample: shape (resamples, n),
+    int32 (int64 where ``2 n^2`` would not fit); every row sums to ``n``."""
+    resamples, n = indices.shape
+    flat = (indices + n * np.arange(resamples)[:, None]).ravel()
+    counts = np.bincount(flat, minlength=resamples * n).reshape(resamples, n)
+    return counts.astype(np.int32 if 2 * n * n < 2**31 else np.int64)
 
 
 def percentile_interval(estimates: np.ndarray, confidence: float = CONFIDENCE) -> np.ndarray:
@@ -133,28 +126,32 @@ def locations(values: Sequence[float | None], *, resamples: int = RESAMPLES,
       ``{"median", "iqm", "bootstrap": {"mean", "median", "iqm"}}``, each interval ``[low,
       high]``; the median and IQM None with no finished value, the intervals with fewer than two.
     """
-    return _locations(values, _Draws(resamples, seed))
+    return locations_of([values], resamples=resamples, seed=seed)[0]
 
 
-def locations_of(matrix: np.ndarray, *, resamples: int = RESAMPLES, seed: int = SEED) -> list[dict]:
-    """:func:`locations` of every row of ``matrix`` (shape (runs, seeds)), drawing the
-    resamples once for the rows with as many finished values."""
-    draws = _Draws(resamples, seed)
-    return [_locations(row, draws) for row in as_values(matrix)]
-
-
-def _locations(values, draws: _Draws) -> dict:
-    x = _finished(values)
-    n = x.size
-    result = {"median": float(np.median(x)) if n else None, "iqm": iqm(x),
-              "bootstrap": {"mean": None, "median": None, "iqm": None}}  # fmt: skip
-    if n >= 2:
-        estimates = _resampled_locations(x, draws.indices(n))
-        result["bootstrap"] = {
-            name: _interval(row, x.min(), x.max())
-            for name, row in zip(("mean", "median", "iqm"), estimates, strict=True)
-        }
-    return result
+def locations_of(rows: Sequence[Sequence[float | None]], *, resamples: int = RESAMPLES,
+                 seed: int = SEED) -> list[dict]:  # fmt: skip
+    """:func:`locations` of every row (e.g. an array of shape (runs, seeds)). Rows with as many
+    finished values see the same resamples, so each block of them is drawn once for all."""
+    finished = [_finished(row) for row in rows]
+    results = [
+        {"median": float(np.median(x)) if x.size else None, "iqm": iqm(x),
+         "bootstrap": {"mean": None, "median": None, "iqm": None}}
+        for x in finished
+    ]  # fmt: skip
+    for n in sorted({x.size for x in finished if x.size >= 2}):
+        alike = [k for k, x in enumerate(finished) if x.size == n]
+        estimates = {k: [] for k in alike}
+        for block in _blocks(n, resamples, seed):
+            for k in alike:
+                estimates[k].append(_resampled_locations(finished[k], block))
+        for k in alike:
+            x, rows_estimates = finished[k], np.concatenate(estimates[k], axis=1)
+            results[k]["bootstrap"] = {
+                name: _interval(row, x.min(), x.max())
+                for name, row in zip(("mean", "median", "iqm"), rows_estimates, strict=True)
+            }
+    return results
 
 
 def _resampled_locations(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
@@ -167,8 +164,8 @@ def _resampled_locations(x: np.ndarray, indices: np.ndarray) -> np.ndarray:
     n = x.size
     order = np.argsort(x, kind="stable")
     ascending = x[order]
-    rank = np.empty(n, dtype=np.int32)
-    rank[order] = np.arange(n, dtype=np.int32)
+    rank = np.empty(n, dtype=np.int16 if n <= 2**15 else np.int32)  # small: quicker to sort
+    rank[order] = np.arange(n)
     ranks = np.sort(rank[indices], axis=1)
     cut = int(TRIM * n)
     return np.stack([
@@ -234,7 +231,7 @@ def paired(x: Sequence[float | None], y: Sequence[float | None], *, resamples: i
       over those seeds). Intervals are None with fewer than two seeds, the mean difference
       with none.
     """
-    return _paired(x, y, _Draws(resamples, seed))
+    return _paired(x, y, resamples, seed)
 
 
 def pairwise(accuracy: np.ndarray, *, resamples: int = RESAMPLES, seed: int = SEED) -> list[dict]:
@@ -247,18 +244,32 @@ def pairwise(accuracy: np.ndarray, *, resamples: int = RESAMPLES, seed: int = SE
     accuracy = as_values(accuracy)
     if accuracy.ndim != 2 or accuracy.shape[1] == 0:
         raise ValueError(f"accuracy must have shape (runs, seeds), got {accuracy.shape}")
-    draws = _Draws(resamples, seed)
-    runs, seeds = accuracy.shape
-    pairs = {}
-    for j in range(1, runs):  # run j's cumulated draws serve every pair (i, j)
-        below = _Below.of(_ranked(accuracy[j]), draws.counts(seeds)) if seeds >= 2 else None
-        for i in range(j):
-            pairs[i, j] = {"first": i, "second": j,
-                           **_paired(accuracy[i], accuracy[j], draws, below)}  # fmt: skip
-    return [pairs[key] for key in sorted(pairs)]
+    ranked = _ranked(accuracy)
+    runs, seeds = ranked.shape
+    together = [(i, j) for i in range(runs) for j in range(i + 1, runs)]
+    finished = ~np.isnan(accuracy).any(axis=1)  # the mean difference of two such runs: all seeds
+    improvements = {pair: [] for pair in together}
+    differences = {(i, j): [] for i, j in together if finished[i] and finished[j]}
+    for block in _blocks(seeds, resamples, seed) if seeds >= 2 else ():
+        counts = _counts(block)
+        for j in range(1, runs):  # run j's cumulated draws serve every pair (i, j)
+            below = _Below.of(ranked[j], counts)
+            for i in range(j):
+                improvements[i, j].append(below.improvement(ranked[i]))
+                if (i, j) in differences:
+                    differences[i, j].append((ranked[i] - ranked[j])[block].mean(axis=1))
+    return [
+        {"first": i, "second": j, **_paired(accuracy[i], accuracy[j], resamples, seed,
+                                             improvements[i, j], differences.get((i, j)))}
+        for i, j in together
+    ]  # fmt: skip
 
 
-def _paired(x, y, draws: _Draws, below_y: _Below | None = None) -> dict:
+def _paired(x, y, resamples: int, seed: int, improvements: list | None = None,
+            differences: list | None = None) -> dict:  # fmt: skip
+    """:func:`paired`; ``improvements`` and ``differences``, where given, the probability of
+    improvement and the mean difference of every resample (block by block, drawn over the
+    seeds the statistic is over), else computed here."""
     a, b = _ranked(x), _ranked(y)
     if a.shape != b.shape or a.ndim != 1 or a.size == 0:
         raise ValueError(f"x and y must hold one value per seed each, got {a.shape}, {b.shape}")
@@ -273,18 +284,20 @@ def _paired(x, y, draws: _Draws, below_y: _Below | None = None) -> dict:
         "mean_difference": float(d.mean()) if d.size else None, "difference_interval": None,
     }  # fmt: skip
     if a.size >= 2:
-        if below_y is None:
-            below_y = _Below.of(b, draws.counts(a.size))
-        result["probability_interval"] = _interval(below_y.improvement(a), 0.0, 1.0)
+        if improvements is None:
+            improvements = [_Below.of(b, _counts(block)).improvement(a)
+                            for block in _blocks(a.size, resamples, seed)]  # fmt: skip
+        result["probability_interval"] = _interval(np.concatenate(improvements), 0.0, 1.0)
     if d.size >= 2:
-        differences = d[draws.indices(d.size)].mean(axis=1)
-        result["difference_interval"] = _interval(differences, d.min(), d.max())
+        if not differences:
+            differences = [d[block].mean(axis=1) for block in _blocks(d.size, resamples, seed)]
+        result["difference_interval"] = _interval(np.concatenate(differences), d.min(), d.max())
     return result
 
 
 class _Below(NamedTuple):
-    """One run's draws in every paired resample, cumulated over its values sorted ascending:
-    what any other run's probability of improvement over it needs (computed once per run)."""
+    """One run's draws in a block of paired resamples, cumulated over its values sorted
+    ascending: what any other run's probability of improvement over it needs."""
 
     counts: np.ndarray  # shape=(resamples, n), int: the draws of each seed
     values: np.ndarray  # shape=(n,), float64: the run's values, ascending (-inf: diverged)

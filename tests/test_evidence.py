@@ -91,6 +91,28 @@ def test_location_intervals_are_scipy_bootstrap_s(n, kind):
         assert ours["bootstrap"][name] == pytest.approx(expected, rel=1e-12, abs=1e-15), name
 
 
+def test_resamples_taken_block_by_block_are_the_same_resamples(monkeypatch):
+    # Many seeds are resampled a block at a time (evidence.BLOCK bounds the memory); cut into
+    # blocks of 3, 7 and 64 indices, the intervals are still SciPy's over one whole draw.
+    x = sample(10, "final_cost", seed=4)
+    y = x[::-1] + 0.01
+    expected = {
+        "mean": scipy_interval((x,), np.mean), "iqm": scipy_interval((x,), trim_mean),
+        "probability": scipy_interval((x, y), improvement, paired=True),
+        "difference": scipy_interval((x, y), mean_difference, paired=True),
+    }  # fmt: skip
+    for block in (3, 7, 64):
+        monkeypatch.setattr(evidence, "BLOCK", block)
+        np.testing.assert_array_equal(evidence.resample_indices(10, resamples=FEW),
+                                      np.random.default_rng(0).integers(0, 10, (FEW, 10)))
+        located = evidence.locations(x, resamples=FEW)["bootstrap"]
+        pair = evidence.pairwise(np.stack([x, y]), resamples=FEW)[0]
+        assert located["mean"] == pytest.approx(expected["mean"], rel=1e-12)
+        assert located["iqm"] == pytest.approx(expected["iqm"], rel=1e-12)
+        assert pair["probability_interval"] == pytest.approx(expected["probability"], rel=1e-12)
+        assert pair["difference_interval"] == pytest.approx(expected["difference"], rel=1e-12)
+
+
 def test_the_module_s_resamples_and_seed_are_the_ones_used():
     x = sample(10, "final_cost", seed=1)
     ours = evidence.locations(x)["bootstrap"]["mean"]
