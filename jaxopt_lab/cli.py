@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from jaxopt_lab import __version__, runtime
-from jaxopt_lab.settings import BY_NAME, SETTINGS, InvalidValue, Setting, check, from_text
+from jaxopt_lab.settings import (
+    BY_NAME,
+    OPTIMIZER_NAMES,
+    SETTINGS,
+    InvalidValue,
+    Setting,
+    check,
+    from_text,
+)
 
 PREFIX = "jaxopt-lab"
 FLAGS = {s.name: s.option for s in SETTINGS}  # how this command spells each setting
@@ -62,9 +70,7 @@ def add_flag(p, s: Setting, *, many: bool = False, **override) -> None:
         return
     extra: dict[str, Any] = {"metavar": s.metavar}
     if s.kind in ("choice", "optimizer"):
-        from jaxopt_lab import optimizers
-
-        extra = {"choices": s.choices or tuple(optimizers.OPTIMIZERS)}
+        extra = {"choices": s.choices or OPTIMIZER_NAMES}
     else:
         extra["type"] = value_parser(s)
     if many:
@@ -418,9 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    from jaxopt_lab import distributed, train
-
-    parser = build_parser()
+    parser = build_parser()  # a bad flag is refused before JAX loads: a tenth of a second
     try:
         args = parser.parse_args(argv)
         args.argv = list(sys.argv[1:] if argv is None else argv)  # a supervisor runs it again
@@ -443,21 +447,31 @@ def _main(argv: Sequence[str] | None) -> int:
 
             results.import_plots_in_background()
         return args.run(args)
-    except train.DivergenceError as error:
-        print(f"diverged at epoch {error.epoch}", file=sys.stderr)
-        return 1
     except InvalidValue as error:
         say(f"error: {error.describe(FLAGS)}")
         return 2
     except runtime.BackendError as error:
         say(f"error: {error}")
         return 2
-    except (distributed.DistributedError, OSError) as error:  # a lost peer; a failed write
+    except (ValueError, OSError, ArithmeticError, RuntimeError) as error:
+        return _failed(error)
+
+
+def _failed(error: Exception) -> int:
+    """One line and the exit status for what a command raised once it ran (JAX is loaded then);
+    anything else is raised again."""
+    from jaxopt_lab import distributed, train
+
+    if isinstance(error, train.DivergenceError):
+        print(f"diverged at epoch {error.epoch}", file=sys.stderr)
+        return 1
+    if isinstance(error, (distributed.DistributedError, OSError)):  # a lost peer; a failed write
         say(f"error: {error}")
         return 1
-    except ValueError as error:  # any other refusal from the library, as it words it
+    if isinstance(error, ValueError):  # any other refusal from the library, as it words it
         say(f"error: {error}")
         return 2
+    raise error
 
 
 if __name__ == "__main__":

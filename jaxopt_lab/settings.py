@@ -14,6 +14,7 @@ checkpoints use them; ``library`` lists the spellings of the library's functions
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -85,6 +86,10 @@ class Setting(NamedTuple):
     def spellings(self) -> tuple[str, ...]:
         return self.library or (self.name,)
 
+
+# The names of optimizers.OPTIMIZERS, known before JAX loads (the command's --optimizer choices);
+# tests hold the two equal.
+OPTIMIZER_NAMES = ("gd", "momentum", "rmsprop", "adam")
 
 RUN_SETTINGS: tuple[Setting, ...] = (  # what a training run is: runs.RunConfig's fields, in order
     Setting("optimizer", "optimizer", "adam", "update rule"),
@@ -208,7 +213,10 @@ def run_dtype(dtype=None) -> np.dtype:
 
 
 def _traced(value) -> bool:
-    """A value inside ``jit`` or ``vmap``: not known yet, so not checkable."""
+    """A value inside ``jit`` or ``vmap``: not known yet, so not checkable. (Without JAX loaded
+    there is no tracer: a command refuses a bad flag before it loads JAX.)"""
+    if "jax" not in sys.modules:
+        return False
     from jax.core import Tracer
 
     return isinstance(value, Tracer)

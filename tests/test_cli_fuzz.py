@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxopt_lab import cli, settings
+from jaxopt_lab import cli, optimizers, settings
 
 NOT_A_NUMBER = ["", " ", "abc", "1,5", "1.5.2", "0x1g", "nan", "inf", "-inf", "1e400", "--"]
 NOT_AN_INTEGER = ["", "abc", "1.5", "1e3", "0x10", "nan", "2**64"]
@@ -180,3 +180,14 @@ def test_a_damaged_compilation_cache_entry_is_one_line_and_replaced(tmp_path):
     third = _run(*argv, env=env)  # rewritten by the second run: nothing to say any more
     out, err = third.communicate(timeout=120)
     assert third.returncode == 0 and err.strip() == ""
+
+
+def test_a_refused_flag_is_refused_before_jax_loads():
+    # A typo costs a tenth of a second, not JAX's start-up; the choices are the registry's names.
+    assert settings.OPTIMIZER_NAMES == tuple(optimizers.OPTIMIZERS)
+    code = ("import sys; from jaxopt_lab import cli; "
+            "status = cli.main(['train', '--epsilon', '0', '--optimizer', 'adam']); "
+            "print(status, 'jax' in sys.modules)")  # fmt: skip
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    assert "--epsilon" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
