@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +41,10 @@ from jaxopt_lab.settings import InvalidValue, check
 from jaxopt_lab.stats import CONFIDENCE
 
 BOOTSTRAP_ELEMENTS = 2**23  # resampled values held at once (64 MiB of float64)
+# Above this many seeds the median's interval is the order statistics the bootstrap's tends to
+# (:func:`median_interval`): resampling would hold resamples x seeds draws and take as long.
+BOOTSTRAP_MOST_SEEDS = 1000
+PROFILE_POINTS = 1000  # most points of a profile kept (JSON, picture): exact steps up to this many
 
 
 MEANS = (
@@ -186,11 +191,16 @@ def profile_ratios(epochs: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(ratios), ratios, np.inf)
 
 
-def profile_taus(ratios: np.ndarray) -> np.ndarray:
+def profile_taus(ratios: np.ndarray, most: int = PROFILE_POINTS) -> np.ndarray:
     """Where ``rho`` steps: 1 and every distinct finite ratio, in order (``rho`` is constant
-    between them, so a step drawing over these is exact); at least ``[1.0]``."""
+    between them, so a step drawing over these is exact); at least ``[1.0]``. With more than
+    ``most`` of them, ``most`` points evenly spaced in ``log tau`` from 1 to the largest ratio
+    instead (``rho`` exact at each, its steps between them drawn at the next point)."""
     finite = np.asarray(ratios, np.float64)
-    return np.unique(np.concatenate([[1.0], finite[np.isfinite(finite)]]))
+    taus = np.unique(np.concatenate([[1.0], finite[np.isfinite(finite)]]))
+    if len(taus) <= most:
+        return taus
+    return np.geomspace(1.0, taus[-1], most)  # both ends exact
 
 
 def performance_profile(ratios: np.ndarray, taus: np.ndarray) -> np.ndarray:
@@ -244,16 +254,37 @@ def bootstrap_median_interval(
     return np.stack([low, high], axis=-1)
 
 
+def median_interval(epochs: np.ndarray) -> np.ndarray:
+    """Each method's 95% interval of the median over the seeds: the percentile bootstrap's
+    (:func:`bootstrap_median_interval`) up to :data:`BOOTSTRAP_MOST_SEEDS` seeds; above, the
+    order statistics it tends to as the seeds grow, ``x_(k)`` for ``k = (n - 1) / 2 -+ z
+    sqrt(n) / 2`` (0-based, rounded outwards; ``z`` the normal quantile): a resampled median is
+    at most ``x_(k)`` when at least half the draws are, a binomial count of mean ``n / 2`` and
+    standard deviation ``sqrt(n) / 2``.
+
+    Returns:
+      Shape (methods, 2): low, high (inf for never).
+    """
+    epochs = np.asarray(epochs, np.float64)
+    n = epochs.shape[1]
+    if n <= BOOTSTRAP_MOST_SEEDS:
+        return bootstrap_median_interval(epochs)
+    half = NormalDist().inv_cdf((1 + CONFIDENCE) / 2) * math.sqrt(n) / 2
+    low, high = max(0, math.floor((n - 1) / 2 - half)), min(n - 1, math.ceil((n - 1) / 2 + half))
+    ordered = np.sort(epochs, axis=1)
+    return np.stack([ordered[:, low], ordered[:, high]], axis=-1)
+
+
 def summary(methods: Sequence[str], result: TimeToTarget) -> dict:
     """One target's figures, strict JSON (None for never or undefined).
 
     Returns:
       ``{"metric", "target", "methods": [{"method", "median", "ci95", "never",
       "fastest"}], "profile": {"tau", "rho"}}``: per method the median epochs to target over
-      the seeds, its bootstrap interval (None with fewer than ``evidence.MIN_VALUES`` seeds,
-      too few to say anything), the share of seeds
-      that never reached it and ``rho(1)``, the share on which it was the fastest; the profile
-      at every step point.
+      the seeds, its interval (:func:`median_interval`; None with fewer than
+      ``evidence.MIN_VALUES`` seeds, too few to say anything), the share of seeds that never
+      reached it and ``rho(1)``, the share on which it was the fastest; the profile at every
+      step point.
     """
     epochs = np.asarray(result.epochs, np.float64)
     if epochs.ndim != 2 or epochs.shape[0] != len(methods):
@@ -263,7 +294,7 @@ def summary(methods: Sequence[str], result: TimeToTarget) -> dict:
     taus = profile_taus(ratios)
     rho = performance_profile(ratios, taus)
     medians = np.median(epochs, axis=1) if n else np.full(len(methods), np.inf)
-    intervals = bootstrap_median_interval(epochs) if n >= evidence.MIN_VALUES else None
+    intervals = median_interval(epochs) if n >= evidence.MIN_VALUES else None
     rows = [
         {
             "method": method,

@@ -306,3 +306,27 @@ def test_the_library_refuses_bad_targets_before_training_naming_them(kwargs, nam
             engine.train_grid(X, Y, runs.LAYERS_DIMS, [("gd", {"learning_rate": [0.1]})],
                               num_epochs=2, **kwargs)  # fmt: skip
         assert caught.value.name == name
+
+
+def test_above_the_bootstrap_s_seeds_the_median_interval_is_the_order_statistics_it_tends_to(
+    monkeypatch,
+):
+    rng = np.random.default_rng(5)
+    epochs = np.concatenate([rng.gamma(3.0, 200.0, (2, 1001)), np.full((1, 1001), INF)])
+    epochs[1, ::4] = INF  # a quarter never: the interval moves up the order, never to inf
+    resampled = targets.median_interval(epochs)  # 1001 seeds: bootstrapped
+    monkeypatch.setattr(targets, "BOOTSTRAP_MOST_SEEDS", 100)
+    ordered = targets.median_interval(epochs)
+    for i in range(2):
+        ranks = np.searchsorted(np.sort(epochs[i]), np.stack([resampled[i], ordered[i]]))
+        assert np.all(np.abs(ranks[0] - ranks[1]) <= 3), (ranks, i)  # within 3 of 1001 values
+    assert np.all(np.isinf(ordered[2])) and np.all(np.isinf(resampled[2]))
+
+
+def test_a_profile_of_many_steps_keeps_a_thousand_points_log_spaced_and_exact_at_each():
+    ratios = np.concatenate([np.linspace(1.0, 500.0, 3000), [INF]])[None, :]
+    taus = targets.profile_taus(ratios)
+    assert len(taus) == targets.PROFILE_POINTS and taus[0] == 1.0 and taus[-1] == 500.0
+    np.testing.assert_allclose(np.diff(np.log(taus)), np.log(500.0) / (len(taus) - 1), rtol=1e-9)
+    rho = targets.performance_profile(ratios, taus)[0]
+    np.testing.assert_array_equal(rho, [np.mean(ratios[0] <= tau) for tau in taus])
