@@ -290,9 +290,7 @@ def train_grid(
       memory_budget: bytes the results may take (default: :func:`budget_bytes`); runs whose
         results would not fit are refused before training (:func:`check_fits`).
       as_rows: the caller will make a dict of every run: count them in the memory.
-      target_accuracy: also measure every run's training accuracy at the end of every epoch and
-        keep the first epoch at which it reached this (``RunTable.target_epoch``); a traced
-        number, so one program serves every target. None (the default): no accuracy pass.
+      target_accuracy: keep each run's first epoch at this accuracy (``RunTable.target_epoch``).
 
     Raises:
       InvalidValue: an invalid argument (named), configurations of one job that do not share a
@@ -314,14 +312,12 @@ def train_grid(
     )  # fmt: skip
     if block_runs is not None:
         settings.check("block_runs", block_runs)
-    if target_accuracy is not None:
-        settings.check("target_accuracy", target_accuracy)
+    need = targets.correct_needed(target_accuracy, X.shape[1])  # checked; None: no target
     check_fits(len(seeds) * n_configs, num_epochs=num_epochs, keep_costs=keep_costs,
                as_rows=as_rows, memory_budget=memory_budget)  # fmt: skip
     devices = list(devices if devices is not None else jax.devices())
     if not devices or not all(isinstance(d, jax.Device) for d in devices):
         raise InvalidValue("devices", f"must be a non-empty list of jax devices, got {devices!r}")
-    need = None if target_accuracy is None else targets.correct_needed(target_accuracy, X.shape[1])
     plan = _Plan(tuple(layers_dims), num_epochs, mini_batch_size, chunk_epochs, keep_costs,
                  Mesh(np.asarray(devices), (blocks.AXIS,)), block_runs, need)  # fmt: skip
     with tracking(len(seeds) * n_configs * num_epochs, on_progress) as progress:

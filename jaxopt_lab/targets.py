@@ -73,10 +73,17 @@ class TimeToTarget(NamedTuple):
         return f"{self.metric} {'<=' if self.metric == 'cost' else '>='} {self.target:g}"
 
 
-def correct_needed(target_accuracy: float, m: int) -> int:
+def correct_needed(target_accuracy: float | None, m: int) -> int | None:
     """The fewest correct predictions ``k`` of ``m`` examples whose accuracy ``k / m`` (float64,
     as :class:`jaxopt_lab.table.RunTable` computes it) is at least ``target_accuracy``; the
-    engine compares counts, so no float rounding of the target decides a run."""
+    engine compares counts, so no float rounding of the target decides a run. None for None.
+
+    Raises:
+      InvalidValue: a target outside ``(0, 1]``, naming ``target_accuracy``.
+    """
+    if target_accuracy is None:
+        return None
+    check("target_accuracy", target_accuracy)
     k = min(m, math.ceil(target_accuracy * m))
     while k > 0 and (k - 1) / m >= target_accuracy:
         k -= 1
