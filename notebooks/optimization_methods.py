@@ -51,11 +51,16 @@ from jaxopt_lab import (  # noqa: E402
     optax_equivalents,
     optimizers,
     plots,
+    range_plots,
     runs,
     schedules,
     stats,
+    target_plots,
+    targets,
     train,
 )
+from jaxopt_lab.experiments import range_test  # noqa: E402
+from jaxopt_lab.experiments.seeds import pairs_table  # noqa: E402
 
 # %matplotlib inline
 
@@ -328,16 +333,42 @@ print(f"both loops agree: max |difference| of the final weights "
 # **How many.** `JAXOPT_LAB_NOTEBOOK_SEEDS` and `JAXOPT_LAB_NOTEBOOK_EPOCHS` set the seeds and
 # epochs (default 100 seeds of 5000 epochs: 700 runs, about 75 s of CPU time in float64, so about
 # a minute on two cores). The tests run this notebook with 3 seeds of 1000 epochs so that it
-# finishes in a minute; with those the numbers below say little, and the sentences after the tables
-# say only what they do say.
+# finishes in a minute; with those the numbers below say little, the tables leave their intervals
+# out (see below), and the sentences after the tables say only what they do say.
 
 # %%
 SEEDS = int(os.environ.get("JAXOPT_LAB_NOTEBOOK_SEEDS", "100"))
 EPOCHS = int(os.environ.get("JAXOPT_LAB_NOTEBOOK_EPOCHS", "5000"))
 start = time.perf_counter()
-seeds = runs.compare_seeds(range(SEEDS), epochs=EPOCHS)
+seeds = runs.compare_seeds(range(SEEDS), epochs=EPOCHS, target_cost=0.4)
 print(f"{len(seeds.rows)} runs ({len(seeds.methods)} x {SEEDS} seeds x {EPOCHS} epochs) and the "
       f"course's own seven in {time.perf_counter() - start:.1f} s")
+
+# %% [markdown]
+# **The tables.** Per run, over the seeds that finished: the mean ± standard deviation, two 95%
+# intervals of the mean, the median and the interquartile mean (IQM: the mean of the middle half
+# of the values, a quarter cut off at each end, so that a few odd seeds move it little), the share
+# of seeds that diverged, and the course's own run with its percentile among the seeds. First for
+# the accuracy, then for the final cost.
+#
+# The *t interval* is the textbook one, mean ± t · std / √n; it assumes the mean of the seeds is
+# close to normally distributed, and for accuracies piled up near 1 it can reach past 1 (it is then
+# printed cut at 1 and marked). The *percentile bootstrap interval* assumes nothing of the kind:
+# draw the seeds again, with replacement, as many as there are, 10000 times (from a fixed
+# generator, the same draws for every run, so a rerun prints the same digits); compute the
+# statistic on every draw; keep the middle 95% of those 10000 values. It never leaves the range of
+# the values, and it works the same way for the median and the IQM, which have no t interval. What
+# it says is about the seeds: had another set of seeds of this size been drawn, the statistic would
+# most likely have landed in it. It says nothing about other data or other networks.
+#
+# **Below 5 seeds no interval is shown.** With 3 seeds the bootstrap can only draw 10 different
+# samples, and the interval of the median is then exactly the smallest to the largest value (each
+# end is the median of 7 of the 27 equally likely draws, far more than 2.5%). Three values hold
+# the true median between their smallest and largest only 75% of the time (1 - 2/2³, for a
+# quantity without ties), so a "95%" interval would claim more than the seeds know. The tables
+# then print `-` and list the values seed by seed instead.
+
+# %%
 print(runs.seeds_table(seeds))
 
 # %% [markdown]
@@ -358,12 +389,32 @@ display(plots.plot_cost_bands(seeds.methods, quantiles, seeds.course_costs))
 print(runs.beats_table(seeds))
 
 # %% [markdown]
+# **The pairs' evidence.** For every two runs, on the same seeds:
+#
+# - the first run's wins, ties and losses (a diverged run loses to a finished one);
+# - the *sign test*: were either run as likely to win a seed that is not a tie, the chance of a
+#   split of wins and losses at least this uneven (exact; ties say nothing about which run is
+#   better and are left out). A clean sweep of n seeds gives p = 2/2ⁿ: 0.25 with 3 seeds, 0.0625
+#   with 5; it takes 6 seeds before any result can fall below 0.05;
+# - the *probability of improvement* (rliable's): the chance that a seed of the first run is more
+#   accurate than a seed of the second, every seed against every seed, ties counted as half. 0.5
+#   is no difference; 1 means every seed of the first is above every seed of the second;
+# - the mean difference in accuracy, first minus second, over the seeds on which both finished.
+#
+# From 5 seeds on, the last two carry their percentile bootstrap intervals; those resample the
+# seeds with both runs' results together, keeping each seed's pair.
+
+# %%
+print(pairs_table(seeds))
+
+# %% [markdown]
 # What this changes about the course's conclusions, written from the numbers above (the code
 # picks the words from them; rerun with other seeds and the text follows):
 
 # %%
 where = {method: i for i, method in enumerate(seeds.methods)}
 statistics = {s["method"]: s for s in seeds.statistics}
+sign_test = {frozenset((p["first"], p["second"])): p["sign_test_p"] for p in seeds.pairs}
 
 
 def beats(a, b):
@@ -383,7 +434,8 @@ def verdict(ahead, behind):
 def claim(a, b, what):
     ahead, behind = beats(a, b), beats(b, a)
     return (f"{what} {verdict(ahead, behind)}: {a} is more accurate than {b} on {ahead:.0%} of the "
-            f"{SEEDS} seeds, {b} than {a} on {behind:.0%}, the rest tie")
+            f"{SEEDS} seeds, {b} than {a} on {behind:.0%}, the rest tie "
+            f"(sign test p {sign_test[frozenset((a, b))]:.2g})")
 
 
 gap = np.nanmean(np.abs(seeds.accuracy[where["momentum"]] - seeds.accuracy[where["mini-batch GD"]]))
@@ -405,6 +457,38 @@ for method, s in statistics.items():
 print(".\n".join(sentences) + ".")
 
 # %% [markdown]
+# ### How soon, not only how far
+#
+# Final accuracy says where a run ends. The course's cost curves also show how fast each method gets
+# somewhere, and the same runs say it over the seeds. Take a target, a cost of 0.4 (the
+# `target_cost=0.4` above, also the command's default): a run's *epochs to target* are the epochs
+# it had trained when its reported cost first reached 0.4; a run that never did, or diverged,
+# counts as never. The table gives, per run, the median over the seeds (never when half of them or
+# more never got there) with its percentile bootstrap interval (from 5 seeds on, as above), the
+# share of seeds that never got there, and the share on which the run was the fastest of all.
+#
+# The picture's left half is a *performance profile* (Dolan and Moré, 2002). On each seed, divide
+# each run's epochs by the fewest any run needed on that seed, r = t / min t; the curve at τ is the
+# share of seeds on which the run needed at most τ times the fastest one's epochs. At τ = 1 it is
+# the share of seeds on which the run was the fastest (a tie counts for each); where it levels off
+# below 1, the rest are seeds on which it never got there. A curve high on the left is fast on most
+# seeds; one that ends high but rises late gets there reliably, slowly. The right half is each
+# run's median epochs with its interval; an x at the right edge is a median of never.
+
+# %%
+print(targets.targets_table(seeds.targets, SEEDS))
+display(target_plots.plot_time_to_target(seeds.targets, seeds=SEEDS))
+for target in seeds.targets:
+    shares = {m["method"]: m["fastest"] for m in target["methods"]}
+    most = max(shares.values())
+    first = [method for method, share in shares.items() if share == most]
+    if most == 0:
+        print(f"No run reached {targets.target_label(target)} on any of the {SEEDS} seeds")
+        continue
+    print(f"Fastest to {targets.target_label(target)} on the most seeds: {' and '.join(first)} "
+          f"({most:.0%} of the {SEEDS} seeds{' each' if len(first) > 1 else ''})")
+
+# %% [markdown]
 # ## 9. Finding the learning rate
 #
 # The course tries 0.0007 for every method, then 0.1 and 0.01 with decay. How sensitive is each
@@ -416,14 +500,18 @@ print(".\n".join(sentences) + ".")
 # accuracy of the best says how forgiving the method is.
 #
 # `JAXOPT_LAB_NOTEBOOK_POINTS` sets the number of rates (default 64); the seeds and epochs are
-# those of chapter 8, at most 8 and 1000. The tests run 2 rates.
+# those of chapter 8, at most 8 and 1000. The tests run 2 rates. The same call also runs the
+# learning-rate range test for those seeds (`range_steps`), which the end of this chapter holds
+# against these curves.
 
 # %%
 POINTS = int(os.environ.get("JAXOPT_LAB_NOTEBOOK_POINTS", "64"))
+RANGE_STEPS = 100  # the range test's mini-batch steps (the command's default): 20 epochs of 5
 start = time.perf_counter()
 search = runs.lr_find(["gd", "momentum", "rmsprop", "adam"], seeds=range(min(8, SEEDS)),
-                      epochs=min(1000, EPOCHS), points=POINTS)
-print(f"{len(search.rows)} runs in {time.perf_counter() - start:.1f} s")
+                      epochs=min(1000, EPOCHS), points=POINTS, range_steps=RANGE_STEPS)
+print(f"{len(search.rows)} runs in {time.perf_counter() - start:.1f} s (the range test "
+      f"{search.range_test.seconds:.1f} s of it)")
 print(runs.lr_find_table(search))
 display(plots.plot_lr_curves(search.curves, runs.course_rates()))
 
@@ -445,4 +533,75 @@ for name, curve in search.curves.items():
     )
 forgiving = max((c for c in search.curves.items() if c[1]["within"]), key=lambda c: c[1]["within"]["factor"])
 sentences.append(f"The most forgiving here is {forgiving[0]}")
+print(".\n".join(sentences) + ".")
+
+# %% [markdown]
+# ### The range test: a finder without the full runs
+#
+# The curves above are the truth, at a price: every rate trained to the end, for every seed.
+# fastai's learning-rate finder guesses from one short run instead. Start at a tiny rate (here
+# 1e-5) and multiply it at every mini-batch step until it reaches 10 at the last step (100 steps,
+# 20 epochs of 5 mini-batches); record each step's mini-batch loss; smooth it (a bias-corrected
+# moving average with β = 0.98); stop where the smoothed loss climbs above 4 times its lowest so
+# far. Skipping the first tenth of the steps, three rules then read a rate off the smoothed curve:
+#
+# - *valley*: two thirds of the way down the longest stretch along which the loss keeps falling;
+# - *steep*: where the loss falls fastest;
+# - *minimum/10*: a tenth of the rate at the lowest loss.
+#
+# Here every seed of the curves above runs its own range test, starting from that seed's weights
+# and shuffles (one compiled program per optimizer structure, vmapped over the seeds, as the full
+# runs are). The table reads each rule's suggestion on the full runs: the median suggestion over
+# the seeds with the 10% to 90% spread, the full runs' median accuracy at the curve's rate
+# nearest to it, the best median accuracy of the curve, the difference (the accuracy lost by
+# following the rule), and the median over the seeds of what each seed loses at its own
+# suggestion. In the picture, the top row is the full runs' accuracy with every seed's suggestion
+# marked near the bottom (one row of marks per rule) and each rule's median as a dashed line; the
+# bottom row is the range test's smoothed loss against the rate of its step, x marking where
+# seeds stopped.
+
+# %%
+print(range_test.range_test_table(search.range_test, search.truth))
+tested = range_test.range_test_summary(search.range_test, search.truth)
+display(range_plots.plot_range_test(search.curves, tested))
+
+# %% [markdown]
+# **Can I trust the finder here?** A suggestion is worth what the full runs reach at that rate:
+# the table's loss column. Within 0.01 of the best median accuracy (the margin of the forgiving
+# ranges above) it costs next to nothing. The range test watches the loss for 20 epochs while the
+# rate keeps rising; the full runs train 1000 epochs at one rate, so the two can disagree. And a
+# learner runs the finder once, on one seed: the last column says what one seed loses at its own
+# suggestion (the median over the seeds), which is where a rule whose suggestions spread widely
+# over the seeds pays for it. A rule is trusted below when it stays within 0.01 both ways,
+# at the seeds' median suggestion and for one seed at its own. The sentences are written from the
+# numbers above.
+
+# %%
+def close(loss, margin):
+    """At most the margin. Accuracies are k/300, so losses are multiples of 1/1200 and 0.01 itself
+    counts as close; the 1e-9 absorbs the float rounding of the subtraction."""
+    return loss is not None and loss <= margin + 1e-9
+
+
+sentences = []
+for name, found in search.truth.items():
+    within = search.curves[name]["within"]
+    if within is None:
+        sentences.append(f"{name}: every rate had a diverged seed, so there is no best to hold the "
+                         "rules against")
+        continue
+    margin, rules = within["margin"], found["rules"]
+    at_median = [rule for rule, r in rules.items() if close(r["loss"], margin)]
+    trusted = [rule for rule in at_median if close(rules[rule]["seed_loss"], margin)]
+    if len(trusted) == len(rules):
+        verdict = "trust any of the three rules"
+    elif trusted:
+        verdict = f"trust only {' and '.join(trusted)}"
+    else:
+        verdict = "do not trust the finder"
+    sentences.append(
+        f"{name}: {verdict} here. Within {margin} of the best median accuracy at the seeds' median "
+        f"suggestion: {', '.join(at_median) or 'none'}; also for one seed at its own suggestion: "
+        f"{', '.join(trusted) or 'none'}"
+    )
 print(".\n".join(sentences) + ".")
