@@ -59,8 +59,10 @@ def stopped(bar, stop: runtime.Stopped, what: str) -> int:
     flushed: what it wrote is already whole on disk."""
     bar.close()
     say(f"{stop.signal_name}: {what}")
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
-           if t is not threading.current_thread()):  # fmt: skip
+    if runtime.ENDS_ON_STOP.is_set() and any(
+        t.is_alive() and not t.daemon for t in threading.enumerate()
+        if t is not threading.current_thread()
+    ):  # fmt: skip
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(stop.exit_status)
@@ -285,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``jaxopt-lab`` with ``argv`` (default: the process's arguments); returns the exit status."""
+    if argv is None:  # the process's own command (not a call from Python): a stop ends it at once
+        runtime.ENDS_ON_STOP.set()
     try:
         with runtime.stop_on_signals(say):  # until training defers them: one line and exit
             return _main(argv)

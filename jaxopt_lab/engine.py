@@ -192,8 +192,9 @@ def in_threads(
 
     The calling thread only waits, :data:`WAIT_SECONDS` at a time, so that a signal reaches it
     whatever the workers do: with ``stops`` (the block's :class:`runtime.StopRequests`) a stop
-    raises :class:`runtime.Stopped` within that time, during an XLA compile as during a chunk,
-    and the workers, not waited for, end at their next chunk boundary."""
+    raises :class:`runtime.Stopped`, and the workers end at their next chunk boundary. A command
+    (:data:`runtime.ENDS_ON_STOP`) does not wait for them: its process ends within that time,
+    during an XLA compile as during a chunk. A library call waits, and leaves no thread behind."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
     futures = [pool.submit(runtime.in_this_precision(work), item) for item in items]
     pending, stopped = set(futures), False
@@ -212,7 +213,7 @@ def in_threads(
         stopped = True
         raise
     finally:
-        pool.shutdown(wait=not stopped, cancel_futures=True)
+        pool.shutdown(wait=not (stopped and runtime.ENDS_ON_STOP.is_set()), cancel_futures=True)
 
 
 def from_deltas(on_epochs: Callable[[int], None] | None) -> ProgressCallback | None:

@@ -421,6 +421,8 @@ def stop_on_signals(say: Callable[[str], None]) -> Iterator[None]:
 
 
 _REMOVED_ON_STOP: set[Path] = set()  # folders a stop removes before the process ends
+# Set by a command, which ends its process after a stop: work threads need not be waited for.
+ENDS_ON_STOP = threading.Event()
 
 
 @contextlib.contextmanager
