@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from jaxopt_lab import cli, plots, result_sets, stats
+from jaxopt_lab import cli, plots, result_sets, results, runs, stats
 
 
 def _command(out, *argv) -> subprocess.Popen:
@@ -23,21 +23,29 @@ def _command(out, *argv) -> subprocess.Popen:
     )  # fmt: skip
 
 
-def test_float64_results_at_the_ends_of_the_float_range_draw_their_pictures_quietly(tmp_path):
-    """The issue's cases 3 (every lr-find run diverges: no lr_find.png, exit 2) and 6 (a sweep to
-    1e300: matplotlib's overflow warnings on stderr), as real processes started together."""
-    lr_find = _command(tmp_path / "lr", "lr-find", "--x64", "--optimizer", "gd", "--from", "1e100",
-                       "--to", "1e300", "--points", "3", "--seeds", "1", "--epochs", "10")  # fmt: skip
-    sweep = _command(tmp_path / "sweep", "sweep", "--x64", "--optimizer", "gd", "--learning-rate",
-                     "0.001", "0.1", "1e30", "1e300", "--seed", "0", "1", "--epochs", "30")  # fmt: skip
-    for proc, folder, picture in ((lr_find, "lr", "lr_find.png"), (sweep, "sweep", "sweep.png")):
-        out, err = proc.communicate(timeout=180)
-        assert (proc.returncode, err) == (0, ""), err
-        manifest = json.loads((tmp_path / folder / result_sets.MANIFEST).read_text())
-        assert picture in manifest["files"]
-        assert (tmp_path / folder / picture).read_bytes()[:4] == b"\x89PNG"
-    rows = json.loads((tmp_path / "lr" / "lr_find.json").read_text())["rows"]
+def test_float64_lr_find_where_every_run_diverges_draws_its_picture_quietly(tmp_path):
+    """The issue's case 3 as a real process: every run diverges (no lr_find.png, exit 2)."""
+    proc = _command(tmp_path, "lr-find", "--x64", "--optimizer", "gd", "--from", "1e100", "--to",
+                    "1e300", "--points", "3", "--seeds", "1", "--epochs", "10")  # fmt: skip
+    out, err = proc.communicate(timeout=180)
+    assert (proc.returncode, err) == (0, ""), err
+    assert "lr_find.png" in json.loads((tmp_path / result_sets.MANIFEST).read_text())["files"]
+    assert (tmp_path / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads((tmp_path / "lr_find.json").read_text())["rows"]
     assert len(rows) == 3 and all(row["diverged_at_epoch"] is not None for row in rows)
+
+
+def test_a_float64_sweep_to_1e300_draws_its_picture_without_a_warning(tmp_path, x64):
+    """The issue's case 6 (``sweep --x64 --optimizer gd --learning-rate 0.001 0.1 1e30 1e300
+    --seed 0 1 --epochs 30 --out o`` printed matplotlib's overflow warnings), through the library
+    calls the command makes."""
+    base = runs.RunConfig("gd", epochs=30)
+    table = runs.sweep_table(base, {"learning_rate": [0.001, 0.1, 1e30, 1e300]}, [0, 1])
+    assert table.diverged.any() and not table.diverged.all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        results.write_sweep(tmp_path, base, table, 1.0, 1)
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_float32_lr_find_where_every_run_diverges_draws_its_picture(tmp_path, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from jaxopt_lab import result_sets, runtime
+from jaxopt_lab import cli, result_sets, runtime
 
 
 def _contents(folder: Path) -> dict[str, bytes]:
@@ -67,7 +67,7 @@ def test_a_damaged_manifest_names_nothing(tmp_path, text):
 # stopped after the k-th file is staged.
 WRITER = textwrap.dedent("""
     import sys, time
-    from jaxopt_lab import result_sets, runtime
+    from jaxopt_lab import cli, result_sets, runtime
     out, tag = sys.argv[1], sys.argv[2]
     with runtime.stop_on_signals(lambda line: print(line, file=sys.stderr)):
         with result_sets.result_set(out, tag) as folder:
@@ -104,23 +104,21 @@ def test_a_stop_while_a_set_is_written_leaves_the_previous_set(tmp_path, staged,
     assert _contents(tmp_path) == old  # the old set, byte for byte, and no staging folder
 
 
-def test_a_stop_during_the_compare_of_more_seeds_leaves_the_previous_set(tmp_path):
-    """The issue's case: ``compare --seeds 1 --out o``, then ``compare --seeds 2 --out o`` stopped
-    with SIGINT just after its first file appeared."""
+def test_a_stop_during_the_compare_of_more_seeds_leaves_the_previous_set(tmp_path, capsys):
+    """The issue's case: ``compare --seeds 1 --out o`` (here in this process: the same command,
+    its programs shared with the other tests), then ``compare --seeds 2 --out o`` in a process of
+    its own, stopped with SIGINT just after its first file appeared."""
     out = tmp_path / "o"
-
-    def cli(*argv):
-        return subprocess.Popen(
-            [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--out", str(out), "--no-progress"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-        )  # fmt: skip
-
-    first = cli("compare", "--seeds", "1")
-    assert first.wait(timeout=120) == 0
+    assert cli.main(["compare", "--seeds", "1", "--out", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
     old = _contents(out)
     assert json.loads(old["compare_seeds.json"])["seeds"] == [0]
-    second = cli("compare", "--seeds", "2")
+    second = subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lab.cli", "compare", "--seeds", "2", "--out", str(out),
+         "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+    )  # fmt: skip
     _wait_for(lambda: _staged(out) or second.poll() is not None, timeout=120)
     second.send_signal(signal.SIGINT)
     _, err = second.communicate(timeout=60)
