@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import jax
@@ -97,3 +99,18 @@ def pytest_collection_modifyitems(config, items):
 
 
 LONGEST_FIRST = ("test_notebook", "test_seeds", "test_distributed", "test_course", "test_cli")
+
+
+def _command_process(out, *argv) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--out", str(out), "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def command_process():
+    """``command_process(out, *argv)``: ``jaxopt-lab argv --out out`` started as a process of its
+    own (one CPU device, no progress bar), stdout and stderr piped as text."""
+    return _command_process

@@ -4,9 +4,6 @@ the float range, NaN and inf; no library warning reaches stderr."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import warnings
 
 import numpy as np
@@ -15,17 +12,9 @@ import pytest
 from jaxopt_lab import cli, plots, result_sets, results, runs, stats
 
 
-def _command(out, *argv) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--out", str(out), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-    )  # fmt: skip
-
-
-def test_float64_lr_find_where_every_run_diverges_draws_its_picture_quietly(tmp_path):
+def test_float64_lr_find_where_every_run_diverges_draws_its_picture_quietly(tmp_path, command_process):
     """The issue's case 3 as a real process: every run diverges (no lr_find.png, exit 2)."""
-    proc = _command(tmp_path, "lr-find", "--x64", "--optimizer", "gd", "--from", "1e100", "--to",
+    proc = command_process(tmp_path, "lr-find", "--x64", "--optimizer", "gd", "--from", "1e100", "--to",
                     "1e300", "--points", "3", "--seeds", "1", "--epochs", "10")  # fmt: skip
     out, err = proc.communicate(timeout=180)
     assert (proc.returncode, err) == (0, ""), err

@@ -3,23 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
 STOP_SECONDS = 2.0  # the bound on this 2-core machine (measured: under 0.2 s when quiet)
-
-
-def _start(out, *argv) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "jaxopt_lab.cli", *argv, "--out", str(out), "--no-progress"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"},
-    )  # fmt: skip
 
 
 # The lr-find (default settings: 5.5 s of work, it exited 2.7 s after a SIGINT at 3 s),
@@ -33,8 +22,8 @@ WORK = {
 
 
 @pytest.mark.parametrize("delay", [1.5, 3.0], ids=["compiling", "training"])
-def test_every_experiment_stops_within_two_seconds_of_a_signal(tmp_path, delay):
-    procs = {name: _start(tmp_path / name.replace(" ", ""), *argv)
+def test_every_experiment_stops_within_two_seconds_of_a_signal(tmp_path, delay, command_process):
+    procs = {name: command_process(tmp_path / name.replace(" ", ""), *argv)
              for name, (argv, _) in WORK.items()}  # fmt: skip
     time.sleep(delay)
     sent = {}
